@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv themselves.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out
+MODEL := shapes_tiny_csp
+ONNX := engines/$(MODEL).onnx
+IR := engines/$(MODEL)-cpu-fp32.xml
+
+.PHONY: demo test venv clean
+
+venv: $(VENV)/.installed
+
+# torch==2.13.0 first: pip takes the CPU build on disk instead of downloading a CUDA build
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[export,cpu,dev]"
+	touch $@
+
+demo: venv
+	$(BIN)/edgecsp export --card models/$(MODEL).json -o $(ONNX)
+	$(BIN)/edgecsp build --target cpu --precision fp32 $(ONNX) -o $(IR)
+	$(BIN)/edgecsp data video $(OUT)/demo.mp4 --frames 250 --seed 7
+	$(BIN)/edgecsp infer --engine $(IR) $(OUT)/demo.mp4 --save $(OUT)/demo-annotated.mp4 --json $(OUT)/demo-detections.jsonl
+	@echo "annotated video: $(OUT)/demo-annotated.mp4   detections: $(OUT)/demo-detections.jsonl"
+
+test: venv
+	$(BIN)/python -m pytest -q -ra
+
+clean:
+	rm -rf $(OUT) engines/*.onnx engines/*.xml engines/*.bin

@@ -1,0 +1,37 @@
+"""Import heavy optional packages on first use, with an error that names how to install them."""
+import importlib
+
+from edgecsp.errors import MissingDependency
+
+# module -> how to get it
+_HINTS = {
+    "torch": "pip install 'edgecsp[export]' (CPU build: pip install torch==2.13.0)",
+    "onnx": "pip install 'edgecsp[export]'",
+    "onnxsim": "pip install 'edgecsp[export]'",
+    "onnxruntime": "pip install 'edgecsp[cpu]' (or onnxruntime alone)",
+    "openvino": "pip install 'edgecsp[cpu]' (or openvino alone)",
+    "cv2": "pip install 'edgecsp[cpu]' (opencv-python-headless); on a Jetson: sudo apt install python3-opencv",
+    "tensorrt": "on a Jetson it ships with JetPack (sudo apt install python3-libnvinfer); elsewhere install TensorRT",
+    "pycuda": "pip install pycuda (on a Jetson after JetPack's CUDA is on PATH)",
+}
+
+
+def require(module, purpose=""):
+    """Import ``module`` or raise MissingDependency naming the install command."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.split(".")[0]
+        hint = _HINTS.get(top, "pip install " + top)
+        what = " for " + purpose if purpose else ""
+        raise MissingDependency("{} is needed{} but is not installed ({}): {}".format(
+            top, what, exc.__class__.__name__, hint))
+
+
+def available(module):
+    """True when ``module`` can be imported (the same check the tests' markers use)."""
+    try:
+        importlib.import_module(module)
+        return True
+    except ImportError:
+        return False

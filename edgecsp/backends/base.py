@@ -1,0 +1,200 @@
+"""The runner interface every backend implements, and the checks they share.
+
+A runner is a context manager: ``__enter__`` loads the artefact, ``__exit__`` releases it. The base class checks
+state and inputs once for all backends; a backend implements ``_activate``, ``_deactivate`` and ``_infer``.
+Python 3.6 compatible: runners go to the Jetson.
+"""
+import os
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edgecsp.errors import InputError, MetadataError
+from edgecsp.runtime.meta import META_KEY, ModelMeta
+
+# Which `edgecsp export` options attach metadata to a model; kept here so every message says the same.
+EXPORT_META_HINT = ("export it with `edgecsp export` (which embeds it), or pass --names/--anchors/--strides "
+                    "to `edgecsp export` to attach it to a foreign model")
+
+
+def load_meta_or_raise(meta_json, path):
+    # type: (Optional[str], str) -> ModelMeta
+    """Parse the metadata JSON found in the artefact at ``path``; MetadataError when there is none."""
+    where = os.path.basename(str(path))
+    if not meta_json:
+        raise MetadataError("{} has no edgecsp metadata (key {}): {}".format(where, META_KEY, EXPORT_META_HINT))
+    return ModelMeta.from_json(meta_json, where)
+
+
+def require_file(path, what="model", hint="pass the path of an artefact built by `edgecsp build`"):
+    # type: (str, str, str) -> str
+    """``path`` as a string if it is an existing file; InputError saying ``hint`` otherwise."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise InputError("{} {} not found: {}".format(what, path, hint))
+    return path
+
+
+def check_threads(threads):
+    # type: (Optional[int]) -> Optional[int]
+    """``threads`` if it is None (the engine decides) or a positive int; InputError otherwise."""
+    if threads is None:
+        return None
+    try:
+        value = int(threads)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1 or value != threads:
+        raise InputError("threads must be a positive integer, got {!r}".format(threads))
+    return value
+
+
+class BaseRunner(object):
+    """Runs one artefact. Use as ``with Runner(path) as runner: outputs = runner.infer(batch)``.
+
+    After ``__enter__``: ``meta`` (ModelMeta), ``input_name``, ``input_shape`` (N, C, H, W with None for
+    dynamic dimensions) and ``output_names`` (in ``meta.heads`` order, as ``meta.outputs`` lists them).
+    ``infer(batch)`` takes a float32 NCHW array and returns one array per output, in ``output_names`` order.
+    """
+
+    def __init__(self, path):
+        self.path = require_file(path)
+        self._active = False
+        self._meta = None  # type: Optional[ModelMeta]
+        self._input_name = ""
+        self._input_shape = ()  # type: Tuple[Optional[int], ...]
+        self._output_names = []  # type: List[str]
+
+    # -- what backends implement -------------------------------------------------------------------------------
+    def _activate(self):
+        """Load the artefact and call ``self._bind(...)`` with what it found."""
+        raise NotImplementedError
+
+    def _deactivate(self):
+        """Release what ``_activate`` loaded."""
+        raise NotImplementedError
+
+    def _infer(self, batch):
+        """Run a checked, C-contiguous float32 batch; return the outputs in ``self.output_names`` order."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------------------------
+    def _bind(self, meta, input_name, input_shape, output_names):
+        # type: (ModelMeta, str, Sequence[Optional[int]], Sequence[str]) -> None
+        """Record the model's interface and check it against its metadata (MetadataError on a mismatch)."""
+        where = os.path.basename(self.path)
+        shape = tuple(int(d) if d is not None and int(d) > 0 else None for d in input_shape)
+        if len(shape) != 4:
+            raise MetadataError("{} has a {}-D input {!r}; edgecsp runs NCHW (4-D) models: re-export it".format(
+                where, len(shape), input_name))
+        if meta.input_name and meta.input_name != input_name:
+            raise MetadataError("{}'s metadata names input {!r} but the model's input is {!r}: re-export it".format(
+                where, meta.input_name, input_name))
+        static_hw = tuple(d for d in shape[2:] if d is not None)
+        if len(static_hw) == 2 and static_hw != tuple(meta.input_size):
+            raise MetadataError("{}'s metadata says input size {} but the model takes {}x{}: re-export it".format(
+                where, "x".join(str(v) for v in meta.input_size), shape[2], shape[3]))
+        names = list(meta.outputs) or list(output_names)
+        missing = [n for n in names if n not in output_names]
+        if missing:
+            raise MetadataError("{}'s metadata lists outputs {} that the model lacks (it has {}): re-export it".format(
+                where, ", ".join(missing), ", ".join(output_names)))
+        self._meta, self._input_name, self._input_shape, self._output_names = meta, input_name, shape, names
+
+    def _require_active(self):
+        if not self._active:
+            raise RuntimeError("{}({}) is not active: use it as `with runner: runner.infer(batch)` "
+                               "(open_runner(path) returns it unopened)".format(
+                                   type(self).__name__, os.path.basename(self.path)))
+
+    @property
+    def active(self):
+        # type: () -> bool
+        return self._active
+
+    @property
+    def meta(self):
+        # type: () -> ModelMeta
+        self._require_active()
+        return self._meta
+
+    @property
+    def input_name(self):
+        # type: () -> str
+        self._require_active()
+        return self._input_name
+
+    @property
+    def input_shape(self):
+        # type: () -> Tuple[Optional[int], ...]
+        self._require_active()
+        return self._input_shape
+
+    @property
+    def output_names(self):
+        # type: () -> List[str]
+        self._require_active()
+        return list(self._output_names)
+
+    def __enter__(self):
+        if self._active:
+            raise RuntimeError("{}({}) is already active: enter it once".format(
+                type(self).__name__, os.path.basename(self.path)))
+        try:
+            self._activate()
+        except BaseException:
+            self._deactivate()  # drop whatever was half loaded
+            raise
+        self._active = True
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        try:
+            self._deactivate()
+        finally:
+            self._active = False
+        return False
+
+    def check_input(self, batch):
+        # type: (np.ndarray) -> np.ndarray
+        """``batch`` as a C-contiguous array if it fits the model's input; a one-line InputError otherwise."""
+        self._require_active()
+        want = "({})".format(", ".join("N" if d is None and i == 0 else "?" if d is None else str(d)
+                                       for i, d in enumerate(self._input_shape)))
+        where = os.path.basename(self.path)
+        if not isinstance(batch, np.ndarray):
+            raise InputError("{} takes a numpy float32 array shaped {}, got {}".format(
+                where, want, type(batch).__name__))
+        if batch.dtype != np.float32:
+            raise InputError("{} takes float32 input shaped {}, got {}: preprocess frames with the runtime "
+                             "(pixels * meta.scale as float32)".format(where, want, batch.dtype))
+        if batch.ndim != 4:
+            raise InputError("{} takes a 4-D NCHW batch shaped {}, got shape {}: add the batch axis "
+                             "(batch[None])".format(where, want, batch.shape))
+        for axis, label in ((1, "channels"), (2, "height"), (3, "width")):
+            expected = self._input_shape[axis]
+            if expected is not None and batch.shape[axis] != expected:
+                raise InputError("{} takes input shaped {}, got {} ({} {} != {}): letterbox to the model's "
+                                 "input size and use NCHW".format(where, want, batch.shape, label,
+                                                                  batch.shape[axis], expected))
+        if batch.shape[0] < 1:
+            raise InputError("{} got an empty batch {}".format(where, batch.shape))
+        static_batch = self._input_shape[0]
+        if static_batch is not None and batch.shape[0] != static_batch:
+            raise InputError("{} has a static batch of {} but got {} images: run them in batches of {}, "
+                             "or export with a dynamic batch".format(where, static_batch, batch.shape[0],
+                                                                     static_batch))
+        return np.ascontiguousarray(batch)
+
+    def infer(self, batch):
+        # type: (np.ndarray) -> List[np.ndarray]
+        """Run ``batch`` (float32 NCHW); one array per output in ``output_names`` order."""
+        batch = self.check_input(batch)
+        outputs = list(self._infer(batch))
+        if len(outputs) != len(self._output_names):
+            raise RuntimeError("{} returned {} outputs for {} names".format(
+                type(self).__name__, len(outputs), len(self._output_names)))
+        return outputs
+
+    def __repr__(self):
+        return "{}({!r}{})".format(type(self).__name__, self.path, ", active" if self._active else "")

@@ -1,0 +1,106 @@
+"""Build OpenVINO IR from an exported ONNX (host side).
+
+The precision is always explicit: ``openvino.save_model`` compresses weights to FP16 unless told otherwise.
+"""
+import os
+
+from edgecsp._lazy import available, require
+from edgecsp.backends import ONNX_HINT, file_sha256, load_onnx, staging_folder
+from edgecsp.backends.base import load_meta_or_raise, require_file
+from edgecsp.backends.openvino.runner import FRAMEWORK_PATH, RT_INFO_PATH, model_meta_json, ov_message, read_model
+from edgecsp.errors import InputError, UnsupportedError, VerificationError
+from edgecsp.targets import check_precision, get_target
+
+BACKEND = "openvino"
+# precision -> (element type, least share of the float weight elements that must have it); fp16 IR keeps a few
+# constants (out of fp16 range, shape arithmetic) in f32
+WEIGHT_TYPES = {"fp32": ("f32", 1.0), "fp16": ("f16", 0.5)}
+
+
+def build(onnx_path, out_xml, precision=None, target="cpu"):
+    """Convert the ONNX at ``onnx_path`` to IR ``out_xml`` (+ .bin) in ``precision``; returns ``out_xml``.
+
+    The IR is saved in a temporary folder next to ``out_xml``, loaded and checked there, then moved into place
+    .bin first and .xml last: an .xml on disk always belongs to a complete artefact.
+    """
+    target = get_target(target)
+    if target.backend != BACKEND:
+        raise UnsupportedError("target {} uses the {} backend, not {}".format(target.name, target.backend, BACKEND))
+    precision = check_precision(target, precision)
+    ov = require("openvino", "building OpenVINO IR for target " + target.name)
+    onnx_path = require_file(onnx_path, "ONNX model", ONNX_HINT)
+    out_xml = str(out_xml)
+    if not out_xml.lower().endswith(".xml"):
+        raise InputError("OpenVINO IR output must end in .xml, got {}".format(out_xml))
+    try:
+        model = ov.convert_model(onnx_path)
+    except Exception as exc:  # ovc raises its own Error class as well as RuntimeError
+        raise InputError("OpenVINO cannot convert {} ({}): {}".format(
+            os.path.basename(onnx_path), ov_message(exc), ONNX_HINT))
+    import edgecsp.backends.openvino as backend
+
+    meta = _source_meta(model, onnx_path).with_extra(
+        precision=precision, target=target.name, backend=BACKEND, openvino=backend.version(),
+        onnx_sha256=file_sha256(onnx_path))
+    model.set_rt_info(meta.to_json(), list(RT_INFO_PATH))
+    _save_atomically(ov, model, out_xml, precision, meta)
+    return out_xml
+
+
+def _source_meta(model, onnx_path):
+    """The ONNX's metadata: convert_model copies metadata_props into rt_info; older OpenVINO may not."""
+    if not model.has_rt_info(list(FRAMEWORK_PATH)) and available("onnx"):
+        return load_onnx(onnx_path)[1]
+    return load_meta_or_raise(model_meta_json(model), onnx_path)
+
+
+def _save(ov, model, xml_path, precision):
+    ov.save_model(model, xml_path, compress_to_fp16=(precision == "fp16"))
+
+
+def _save_atomically(ov, model, out_xml, precision, meta):
+    out_bin = os.path.splitext(out_xml)[0] + ".bin"
+    with staging_folder(out_xml) as staging:
+        staged_xml = os.path.join(staging, os.path.basename(out_xml))
+        _save(ov, model, staged_xml, precision)
+        verify_ir(ov, staged_xml, precision, meta)
+        if os.path.exists(out_xml):
+            os.remove(out_xml)  # from here until the last rename no complete-looking IR is on disk
+        os.replace(os.path.splitext(staged_xml)[0] + ".bin", out_bin)
+        os.replace(staged_xml, out_xml)
+
+
+def weight_precisions(model):
+    """``{element type name: elements}`` over the floating-point Constant nodes of an ``openvino.Model``."""
+    counts = {}
+    for op in model.get_ops():
+        if op.get_type_name() != "Constant" or not op.get_element_type().is_real():
+            continue
+        size = 1
+        for dim in op.get_output_shape(0):
+            size *= int(dim)
+        name = op.get_element_type().get_type_name()
+        counts[name] = counts.get(name, 0) + size
+    return counts
+
+
+def verify_ir(ov, xml_path, precision, meta):
+    """The IR loads and compiles on CPU, carries ``meta`` and stores most float weights as ``precision`` says."""
+    core = ov.Core()
+    model = read_model(core, xml_path)
+    where = os.path.basename(xml_path)
+    found = model_meta_json(model)
+    if found != meta.to_json():
+        raise VerificationError("{}: the metadata read back from rt_info differs from what was written".format(where))
+    counts = weight_precisions(model)
+    wanted, share = WEIGHT_TYPES.get(precision, (None, 0.0))
+    total = sum(counts.values())
+    if wanted and total and counts.get(wanted, 0) < share * total:
+        raise VerificationError("{} was built as {} but only {} of {} float weight elements are {} ({}): "
+                                "report this with your OpenVINO version".format(
+                                    where, precision, counts.get(wanted, 0), total, wanted, counts))
+    try:
+        core.compile_model(model, "CPU")
+    except RuntimeError as exc:
+        raise VerificationError("{} does not compile on CPU ({})".format(where, ov_message(exc)))
+

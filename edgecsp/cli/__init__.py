@@ -1,0 +1,56 @@
+"""``edgecsp`` command line: each subcommand parses its options into a config object and makes one library call.
+
+Needs only numpy to print ``--help``: command modules import heavy packages inside ``run``.
+Exit codes are those of ``edgecsp.errors.EXIT_CODES`` (README, "Exit codes").
+"""
+import argparse
+import importlib
+import sys
+
+from edgecsp import __version__
+from edgecsp.errors import EXIT_CODES, EdgeCSPError
+
+# subcommand -> module in edgecsp.cli; each has add_arguments(parser) and run(args) -> int
+COMMANDS = (
+    ("models", "list the model registry with parameters and GFLOPs"),
+    ("targets", "list deployment targets (devices and backends)"),
+    ("export", "export a registry model / model card to ONNX with metadata, simplified and verified"),
+    ("build", "build a deployable artefact for a target from an exported ONNX"),
+    ("infer", "run an artefact on a video, image, folder or camera"),
+    ("data", "generate the synthetic 'shapes' dataset or a test video with ground truth"),
+)
+
+
+def build_parser():
+    epilog = "exit codes: " + "; ".join("{} {}".format(code, text) for code, text in EXIT_CODES)
+    parser = argparse.ArgumentParser(prog="edgecsp", epilog=epilog,
+                                     description="Take trained CSP detectors to the edge: ONNX, OpenVINO, TensorRT.")
+    parser.add_argument("--version", action="version", version="edgecsp " + __version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS:
+        module = importlib.import_module("edgecsp.cli." + name)
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None):
+    """Run the CLI in-process; returns the exit code (tests call this directly)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except EdgeCSPError as exc:
+        sys.stderr.write("edgecsp {}: error: {}\n".format(args.command, exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("edgecsp {}: interrupted\n".format(args.command))
+        return 130
+
+
+def entry_point():
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""``edgecsp data shapes|video``: the synthetic "shapes" data the demo model was trained on."""
+
+
+def _size(text):
+    from edgecsp.cli.export import _size as parse
+
+    return parse(text)
+
+
+def add_arguments(p):
+    sub = p.add_subparsers(dest="kind", metavar="KIND")
+    sub.required = True
+    shapes = sub.add_parser("shapes", help="images + COCO annotations.json")
+    shapes.add_argument("out_dir", help="output folder (images/ and annotations.json)")
+    shapes.add_argument("--count", type=int, default=200, help="number of images (default 200)")
+    shapes.add_argument("--seed", type=int, default=1000, help="random seed (the demo model trained on seed 0)")
+    shapes.add_argument("--size", help="HEIGHTxWIDTH of every image (default: varied sizes)")
+    video = sub.add_parser("video", help="an mp4 of moving shapes + per-frame ground truth (<video>.gt.jsonl)")
+    video.add_argument("path", help="output video path, e.g. out/demo.mp4")
+    video.add_argument("--frames", type=int, default=250, help="number of frames (default 250)")
+    video.add_argument("--seed", type=int, default=7, help="random seed")
+    video.add_argument("--size", default="360x640", help="HEIGHTxWIDTH (default 360x640)")
+    video.add_argument("--fps", type=int, default=25, help="frames per second (default 25)")
+
+
+def run(args):
+    from edgecsp.errors import InputError
+
+    if args.kind == "shapes":
+        from edgecsp.data.shapes import generate_dataset
+
+        if args.count < 1:
+            raise InputError("--count must be at least 1")
+        path = generate_dataset(args.out_dir, args.count, args.seed, _size(args.size) if args.size else None)
+        print("wrote {} images and {}".format(args.count, path))
+    else:
+        from edgecsp.data.shapes import generate_video
+
+        if args.frames < 1:
+            raise InputError("--frames must be at least 1")
+        gt = generate_video(args.path, args.frames, args.seed, _size(args.size), args.fps)
+        print("wrote {} ({} frames) and ground truth {}".format(args.path, args.frames, gt))
+    return 0

@@ -1,0 +1,46 @@
+"""``edgecsp export``: registry model (+ checkpoint) or model card -> simplified, verified ONNX with metadata."""
+
+
+def _size(text):
+    from edgecsp.errors import InputError
+
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise InputError("--input-size {!r} is not HEIGHTxWIDTH (e.g. 416x416) or one number".format(text))
+    return tuple(values)
+
+
+def add_arguments(p):
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("model", nargs="?", help="registry model name (see `edgecsp models`)")
+    src.add_argument("--card", help="model card JSON (e.g. models/shapes_tiny_csp.json): model + weights + classes")
+    p.add_argument("--checkpoint", "--weights", dest="checkpoint",
+                   help="state_dict .pt for the registry model (loaded with weights_only=True)")
+    p.add_argument("-o", "--output", help="output .onnx (default engines/<model>-<H>x<W>-op<opset>.onnx)")
+    p.add_argument("--opset", type=int, default=13, help="ONNX opset: 13 for TensorRT 8.2 (TX2/Nano, default), "
+                                                         "17 for TensorRT 8.5/8.6")
+    p.add_argument("--input-size", help="HEIGHTxWIDTH (default: the model's; multiple of 32)")
+    p.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
+    p.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
+    p.add_argument("--no-verify", action="store_true", help="skip the PyTorch vs ONNX Runtime parity check")
+
+
+def run(args):
+    from edgecsp.export.onnx_export import ExportConfig, export
+
+    config = ExportConfig(model=args.model, checkpoint=args.checkpoint, card=args.card, output=args.output,
+                          opset=args.opset, input_size=_size(args.input_size) if args.input_size else None,
+                          batch=args.batch, dynamic_batch=args.dynamic_batch, simplify=not args.no_simplify,
+                          verify=not args.no_verify)
+    report = export(config, log=print)
+    print("wrote {} (opset {}, {} -> {} nodes, PyTorch vs ONNX Runtime max |diff| {:.2g}, {:.1f} s)".format(
+        report.path, report.opset, report.nodes_raw, report.nodes_simplified, report.torch_vs_ort_max_abs,
+        report.seconds))
+    return 0

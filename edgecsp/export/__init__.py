@@ -1,0 +1,1 @@
+"""Host-side export: registry/darknet model -> ONNX with edgecsp metadata -> simplified -> verified."""

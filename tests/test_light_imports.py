@@ -1,0 +1,70 @@
+"""`import edgecsp`, every module and `edgecsp --help` work with only numpy (STYLE.md §9)."""
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+
+import edgecsp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(edgecsp.__file__)))
+HEAVY = ["torch", "torchvision", "onnx", "onnxsim", "onnxruntime", "openvino", "nncf", "cv2", "tensorrt", "pycuda",
+         "tqdm", "matplotlib"]
+# modules whose whole purpose is PyTorch: they may (only) fail with ImportError without torch
+TORCH_MODULES = {"edgecsp.models.layers", "edgecsp.models.cspnet", "edgecsp.models.yolo",
+                 "edgecsp.training.yolo_loss", "edgecsp.training.trainer"}
+
+_PROBE = r"""
+import importlib, json, pkgutil, sys
+for name in {heavy!r}:
+    sys.modules[name] = None  # makes `import name` raise ImportError, as if not installed
+import edgecsp
+result = {{}}
+for info in pkgutil.walk_packages(edgecsp.__path__, "edgecsp."):
+    try:
+        importlib.import_module(info.name)
+        result[info.name] = "ok"
+    except ImportError as exc:
+        result[info.name] = "ImportError: %s" % exc
+    except Exception as exc:
+        result[info.name] = "%s: %s" % (type(exc).__name__, exc)
+leaked = sorted(m for m in {heavy!r} if sys.modules.get(m) is not None)
+print(json.dumps({{"modules": result, "leaked": leaked}}))
+"""
+
+
+def _run(code, *args):
+    return subprocess.run([sys.executable, "-c", code] + list(args), cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_every_module_imports_without_heavy_packages():
+    proc = _run(_PROBE.format(heavy=HEAVY))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    modules = report["modules"]
+    assert len(modules) > 20  # the walk really found the package
+    for name, status in sorted(modules.items()):
+        if name in TORCH_MODULES:
+            assert status == "ok" or status.startswith("ImportError"), (name, status)
+        else:
+            assert status == "ok", (name, status)
+    assert report["leaked"] == []
+
+
+def test_cli_help_without_heavy_packages():
+    code = ("import sys\nfor n in {!r}: sys.modules[n] = None\n"
+            "from edgecsp.cli import main\nsys.exit(main(sys.argv[1:]))").format(HEAVY)
+    for argv in (["--help"], ["infer", "--help"], ["export", "--help"], ["build", "--help"]):
+        proc = _run(code, *argv)
+        assert proc.returncode == 0, (argv, proc.stderr)
+        assert "usage: edgecsp" in proc.stdout
+
+
+def test_models_command_without_torch_names_the_extra():
+    code = ("import sys\nfor n in {!r}: sys.modules[n] = None\n"
+            "from edgecsp.cli import main\nsys.exit(main(['models']))").format(HEAVY)
+    proc = _run(code)
+    assert proc.returncode == 4, proc.stderr
+    assert "edgecsp[export]" in proc.stderr
+    assert "Traceback" not in proc.stderr
