@@ -20,10 +20,13 @@ class Target(NamedTuple):
     device_python: str  # Python on the device: "3.6" (JetPack 4.6), "3.8+"...
     suffix: str  # artefact file suffix: ".xml", ".onnx", ".engine"
     trt_version: Optional[Tuple[str, str]] = None  # (lowest, highest) TensorRT version; None off TensorRT
-    sm: Optional[str] = None  # CUDA compute capability, e.g. "6.2"; None for CPUs
+    sm: Optional[str] = None  # CUDA compute capability, e.g. "6.2"; None for CPUs and "any NVIDIA GPU"
     fast_fp16: bool = False  # the hardware runs FP16 faster than FP32
     fast_int8: bool = False  # the hardware has fast INT8 (tensor cores / DP4A / VNNI)
     dla: bool = False  # has NVDLA cores
+    jetpack: Optional[str] = None  # JetPack release the record describes (sets CUDA, TensorRT, Python)
+    cuda: Optional[str] = None  # CUDA version on the device
+    docker: Optional[str] = None  # docker/Dockerfile.<docker> builds the device image
 
 
 _TARGETS = (
@@ -47,6 +50,109 @@ _TARGETS = (
         device_python="3.8+",
         suffix=".onnx",
     ),
+    # TensorRT targets: engines only run on the GPU and TensorRT version that built them, so `edgecsp build`
+    # writes a device bundle on other machines and the engine is built on the device (README "TensorRT").
+    # trt_version is (lowest, highest) as shipped by the JetPack release(s); "x" matches any number.
+    Target(
+        name="tx2",
+        backend="tensorrt",
+        description="Jetson TX2 (Pascal): FP16; no fast INT8, no DLA",
+        precisions=("fp16", "fp32", "int8"),
+        default_precision="fp16",
+        max_opset=13,
+        device_python="3.6",
+        suffix=".engine",
+        trt_version=("8.2.1", "8.2.1"),
+        sm="6.2",
+        fast_fp16=True,
+        jetpack="4.6",
+        cuda="10.2",
+        docker="jetpack4",
+    ),
+    Target(
+        name="nano",
+        backend="tensorrt",
+        description="Jetson Nano (Maxwell): FP16; no fast INT8, no DLA",
+        precisions=("fp16", "fp32", "int8"),
+        default_precision="fp16",
+        max_opset=13,
+        device_python="3.6",
+        suffix=".engine",
+        trt_version=("8.2.1", "8.2.1"),
+        sm="5.3",
+        fast_fp16=True,
+        jetpack="4.6",
+        cuda="10.2",
+        docker="jetpack4",
+    ),
+    Target(
+        name="xavier-nx",
+        backend="tensorrt",
+        description="Jetson Xavier NX (Volta): FP16, INT8, 2 DLA cores",
+        precisions=("fp16", "int8", "fp32"),
+        default_precision="fp16",
+        max_opset=17,
+        device_python="3.8",
+        suffix=".engine",
+        trt_version=("8.5.2", "8.5.2"),
+        sm="7.2",
+        fast_fp16=True,
+        fast_int8=True,
+        dla=True,
+        jetpack="5.1",
+        cuda="11.4",
+        docker="jetpack5",
+    ),
+    Target(
+        name="agx-xavier",
+        backend="tensorrt",
+        description="Jetson AGX Xavier (Volta): FP16, INT8, 2 DLA cores",
+        precisions=("fp16", "int8", "fp32"),
+        default_precision="fp16",
+        max_opset=17,
+        device_python="3.8",
+        suffix=".engine",
+        trt_version=("8.5.2", "8.5.2"),
+        sm="7.2",
+        fast_fp16=True,
+        fast_int8=True,
+        dla=True,
+        jetpack="5.1",
+        cuda="11.4",
+        docker="jetpack5",
+    ),
+    Target(
+        name="orin",
+        backend="tensorrt",
+        description="Jetson AGX Orin / Orin NX (Ampere): FP16, INT8, DLA (Orin Nano has none)",
+        precisions=("fp16", "int8", "fp32"),
+        default_precision="fp16",
+        max_opset=17,
+        device_python="3.10",
+        suffix=".engine",
+        trt_version=("8.6.2", "10.3.x"),
+        sm="8.7",
+        fast_fp16=True,
+        fast_int8=True,
+        dla=True,
+        jetpack="6",
+        cuda="12.2",
+        docker="jetpack6",
+    ),
+    Target(
+        name="x86-cuda",
+        backend="tensorrt",
+        description="x86-64 with an NVIDIA GPU (Turing or newer) and TensorRT 10",
+        precisions=("fp16", "int8", "fp32"),
+        default_precision="fp16",
+        max_opset=20,
+        device_python="3.8+",
+        suffix=".engine",
+        trt_version=("10.0.1", "10.x"),
+        fast_fp16=True,
+        fast_int8=True,
+        cuda="12.x",
+    ),
 )
 
 
@@ -58,7 +164,7 @@ def list_targets():
 
 def get_target(name):
     # type: (str) -> Target
-    """The record called ``name``; UnsupportedError listing the known names otherwise."""
+    """The record called ``name`` (a Target passes through); UnsupportedError listing the known names otherwise."""
     if isinstance(name, Target):
         return name
     for target in _TARGETS:

@@ -21,3 +21,35 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def demo_card():
     return os.path.join(ROOT, "models", "shapes_tiny_csp.json")
+
+
+@pytest.fixture(scope="session")
+def demo_onnx(tmp_path_factory, demo_card):
+    """The shipped demo model exported once per session (opset 13, simplified, verified)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from edgecsp.export.onnx_export import ExportConfig, export
+
+    out = str(tmp_path_factory.mktemp("demo") / "shapes_tiny_csp.onnx")
+    return export(ExportConfig(card=demo_card, output=out)).path
+
+
+@pytest.fixture(scope="session")
+def demo_ir(demo_onnx):
+    """The demo model as an OpenVINO FP32 IR."""
+    pytest.importorskip("openvino")
+    from edgecsp.build import BuildConfig, build
+
+    return build(BuildConfig(onnx_path=demo_onnx, target="cpu", precision="fp32",
+                             output=demo_onnx.replace(".onnx", "-cpu-fp32.xml")))
+
+
+@pytest.fixture(scope="session")
+def demo_video(tmp_path_factory):
+    """A generated 60-frame video of moving shapes with its ground truth."""
+    pytest.importorskip("cv2")
+    from edgecsp.data.shapes import generate_video
+
+    path = str(tmp_path_factory.mktemp("video") / "clip.mp4")
+    gt = generate_video(path, 60, seed=11)
+    return path, gt

@@ -12,9 +12,10 @@ import numpy as np
 from edgecsp.errors import InputError, MetadataError
 from edgecsp.runtime.meta import META_KEY, ModelMeta
 
-# Which `edgecsp export` options attach metadata to a model; kept here so every message says the same.
-EXPORT_META_HINT = ("export it with `edgecsp export` (which embeds it), or pass --names/--anchors/--strides "
-                    "to `edgecsp export` to attach it to a foreign model")
+# Which `edgecsp export` options supply the metadata; kept here so every message says the same. The registry
+# model gives anchors and strides, --card the class names, --input-size the input size.
+EXPORT_META_HINT = ("export it with `edgecsp export MODEL [--checkpoint W.pt]` or `edgecsp export --card CARD.json` "
+                    "(the card names the classes), which embed it")
 
 
 def load_meta_or_raise(meta_json, path):
@@ -182,8 +183,8 @@ class BaseRunner(object):
         static_batch = self._input_shape[0]
         if static_batch is not None and batch.shape[0] != static_batch:
             raise InputError("{} has a static batch of {} but got {} images: run them in batches of {}, "
-                             "or export with a dynamic batch".format(where, static_batch, batch.shape[0],
-                                                                     static_batch))
+                             "or re-export with `edgecsp export --dynamic-batch`".format(
+                                 where, static_batch, batch.shape[0], static_batch))
         return np.ascontiguousarray(batch)
 
     def infer(self, batch):

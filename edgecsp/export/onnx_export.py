@@ -127,8 +127,14 @@ def trace_to_onnx(model, path, input_size, opset, batch=1, dynamic_batch=False, 
     if dynamic_batch:
         axes = {INPUT_NAME: {0: "batch"}}
         axes.update({n: {0: "batch"} for n in names})
-    torch.onnx.export(model, (sample,), path, input_names=[INPUT_NAME], output_names=names, opset_version=opset,
-                      dynamic_axes=axes, do_constant_folding=True, dynamo=False, external_data=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        # the TorchScript exporter is deprecated upstream but is the one that writes opset 13 (see module doc)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (sample,), path, input_names=[INPUT_NAME], output_names=names,
+                          opset_version=opset, dynamic_axes=axes, do_constant_folding=True, dynamo=False,
+                          external_data=False)
     return names
 
 

@@ -2,8 +2,13 @@
 
 Multi-label like darknet: every (box, class) pair whose ``obj * cls`` score is above the threshold is a candidate,
 so one box can yield several classes. Class-aware NMS uses the coordinate-offset trick (each class is moved to
-its own disjoint region of the plane, then one NMS pass runs over all candidates). The greedy loop compares
-the best remaining candidate with all the others in one vectorised step and stops after ``max_det`` keeps.
+its own disjoint region of the plane, then one NMS pass runs over all candidates).
+
+The result is always the textbook greedy one (best box kept, everything it overlaps above ``iou_thres``
+dropped, repeat), computed one of two ways: a sparse path that lists only spatially overlapping pairs (a
+sweep over x inside horizontal strips) and resolves the greedy order in a few vectorised rounds, which wins
+when boxes overlap little or spread over many classes; and a dense loop that compares the best remaining box
+with all others per step and stops after ``max_det`` keeps, which wins for many mutually overlapping boxes.
 
 IoU uses continuous coordinates (no darknet ``+1``), like cv2.dnn.NMSBoxes and torchvision. Python 3.6
 compatible.
@@ -13,10 +18,10 @@ from typing import NamedTuple
 import numpy as np
 
 DEFAULT_MAX_CANDIDATES = 30000
-# Above this many x-overlapping candidate pairs the sparse path would use more memory than the dense loop
-# costs time (~40 bytes per pair); heavy overlap also makes the dense loop fast (each step removes many boxes).
-PAIR_BUDGET = 2000000
-MAX_ROUNDS = 64
+# Above this many candidate pairs the sparse path needs too much memory for a 4 GB Jetson (~100 bytes per pair);
+# heavy overlap is also where the dense loop is fast (each step removes many boxes).
+PAIR_BUDGET = 1000000
+MAX_ROUNDS = 64  # resolution rounds of the sparse path before it hands over to the dense loop
 
 
 class Detections(NamedTuple):
@@ -37,13 +42,15 @@ def empty_detections():
                       np.zeros((0,), dtype=np.int64))
 
 
-def nms_indices(boxes, scores, iou_thres=0.45, max_det=None, class_ids=None, pair_budget=PAIR_BUDGET):
+def nms_indices(boxes, scores, iou_thres=0.45, max_det=None, class_ids=None, method="auto"):
     """Greedy NMS; returns the indices of the kept boxes, highest score first.
 
     ``boxes`` (K, 4) xyxy, ``scores`` (K,). With ``class_ids`` boxes of different classes never suppress each
-    other. Equal scores keep their input order (stable sort), so results are reproducible. The result is the
-    classic greedy one; ``pair_budget`` only chooses between the two ways of computing it.
+    other. Equal scores keep their input order (stable sort), so results are reproducible. ``method``
+    ("auto", "sparse", "dense") only chooses how the same greedy result is computed (tests and benchmarks).
     """
+    if method not in ("auto", "sparse", "dense"):
+        raise ValueError("method must be auto, sparse or dense, not {!r}".format(method))
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float32).reshape(-1)
     count = len(scores)
@@ -61,7 +68,10 @@ def nms_indices(boxes, scores, iou_thres=0.45, max_det=None, class_ids=None, pai
         span = data[0:4].max() - lo + 1.0
         data[0:4] += np.asarray(class_ids, dtype=np.float64).reshape(-1)[order] * span - lo
     data[4] = np.maximum(data[2] - data[0], 0.0) * np.maximum(data[3] - data[1], 0.0)
-    kept = _greedy_sparse(data, float(iou_thres), limit, pair_budget)
+    kept = None
+    # NaN/inf would break the strip arithmetic; the dense loop handles them (they never suppress anything).
+    if method != "dense" and np.isfinite(data).all():
+        kept = _greedy_sparse(data, float(iou_thres), limit, force=method == "sparse")
     if kept is None:
         kept = _greedy_dense(data, float(iou_thres), limit)
     return order[kept[:limit]].astype(np.int64)
@@ -98,7 +108,7 @@ def _greedy_dense(data, thr, limit):
     return np.asarray(keep, dtype=np.int64)
 
 
-def _greedy_sparse(data, thr, limit, pair_budget):
+def _greedy_sparse(data, thr, limit, force=False):
     """The same greedy result from the sparse list of suppressing pairs; None when the dense loop is cheaper.
 
     Only boxes that overlap can suppress each other, so candidate pairs come from a sort-and-sweep on x1 run
@@ -118,7 +128,7 @@ def _greedy_sparse(data, thr, limit, pair_budget):
     first_strip = np.floor((y1 - y_lo) / strip_h).astype(np.int64)
     copies = np.floor((np.maximum(y2, y1) - y_lo) / strip_h).astype(np.int64) - first_strip + 1
     replicas = int(copies.sum())
-    if replicas > pair_budget:
+    if replicas > PAIR_BUDGET and not force:
         return None
     box = np.repeat(np.arange(count), copies)
     strip = np.repeat(first_strip, copies) + (np.arange(replicas) - np.repeat(np.cumsum(copies) - copies, copies))
@@ -136,7 +146,7 @@ def _greedy_sparse(data, thr, limit, pair_budget):
     total = int(counts.sum())
     # The dense loop costs at most (kept boxes) x count element steps; a pair here costs about four of them
     # (gathers), so a small max_det over heavily x-overlapping boxes of one class is cheaper densely.
-    if total > pair_budget or 4 * total > min(limit, count) * count:
+    if not force and (total > PAIR_BUDGET or 4 * total > min(limit, count) * count):
         return None
     state = np.zeros(count, dtype=np.int8)  # 0 undecided, 1 kept, -1 removed
     src = dst = np.zeros((0,), dtype=np.int64)

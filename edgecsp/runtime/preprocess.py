@@ -74,6 +74,8 @@ def _describe(obj):
 
 
 def _check_shape(new_shape):
+    if isinstance(new_shape, int):
+        new_shape = (new_shape, new_shape)
     try:
         h, w = int(new_shape[0]), int(new_shape[1])
     except (TypeError, ValueError, IndexError):

@@ -86,7 +86,7 @@ def test_non_onnx_source_is_an_input_error(tmp_path):
 def test_source_without_metadata_names_the_export_options(tmp_path):
     foreign = tmp_path / "foreign.onnx"
     make_onnx(foreign, with_meta=False)
-    with pytest.raises(MetadataError, match="no edgecsp metadata.*`edgecsp export`.*--names/--anchors"):
+    with pytest.raises(MetadataError, match="no edgecsp metadata.*`edgecsp export MODEL.*--card"):
         build(BuildConfig(str(foreign), target="cpu", output=str(tmp_path / "f.xml")))
 
 

@@ -123,7 +123,7 @@ def test_runner_checks_state_and_input(backend, tiny, tmp_path):
 def test_build_errors(backend, tiny, tmp_path):
     foreign = tmp_path / "foreign.onnx"
     make_onnx(foreign, with_meta=False)
-    with pytest.raises(MetadataError, match="edgecsp export.*--names"):
+    with pytest.raises(MetadataError, match="edgecsp export.*--card"):
         backend.build(str(foreign), str(tmp_path / "f.xml"), "fp32", "cpu")
     text = tmp_path / "text.onnx"
     text.write_text("not a model")

@@ -42,7 +42,7 @@ def test_unknown_target_lists_the_known_ones():
 def test_check_precision():
     assert check_precision("cpu", None) == "fp32"
     assert check_precision(get_target("cpu"), "fp16") == "fp16"
-    with pytest.raises(UnsupportedError, match="target cpu does not support precision 'int8': choose one of fp32, fp16"):
+    with pytest.raises(UnsupportedError, match="cpu does not support precision 'int8': choose one of fp32, fp16"):
         check_precision("cpu", "int8")
 
 

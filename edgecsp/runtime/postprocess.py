@@ -1,0 +1,46 @@
+"""The one post-processing path: raw head outputs -> detections in original-frame pixels.
+
+Inference, evaluation and the parity checks all call :func:`postprocess`, so a threshold or coordinate
+convention can only change in one place. Python 3.6 compatible; numpy only.
+"""
+from edgecsp.errors import InputError, UnsupportedError
+from edgecsp.runtime.decode import decode_yolo
+from edgecsp.runtime.nms import DEFAULT_MAX_CANDIDATES, Detections, nms_per_class
+from edgecsp.runtime.preprocess import scale_boxes_back
+
+
+def postprocess(outputs, meta, infos, orig_shapes=None, conf=0.25, iou=0.45, max_det=300, class_agnostic=False,
+                max_candidates=DEFAULT_MAX_CANDIDATES):
+    """Decode, threshold, NMS and map back to the original frames.
+
+    ``outputs``: the model's outputs in ``meta.heads`` order (or a dict by ``meta.outputs`` name) for a batch
+    of N frames; ``infos``: the N :class:`~edgecsp.runtime.preprocess.LetterboxInfo` from ``preprocess``;
+    ``orig_shapes``: N (height, width) to clip to (default: each info's ``orig_shape``).
+    Returns a list of N :class:`~edgecsp.runtime.nms.Detections` in original-frame pixels, best score first.
+    """
+    if meta.task != "detect":
+        raise UnsupportedError("postprocess handles detectors; this model's task is {!r}".format(meta.task))
+    _check_thresholds(conf, iou, max_det)
+    infos = list(infos)
+    if orig_shapes is None:
+        orig_shapes = [info.orig_shape for info in infos]
+    orig_shapes = list(orig_shapes)
+    boxes, scores = decode_yolo(outputs, meta)
+    if not (len(infos) == len(orig_shapes) == boxes.shape[0]):
+        raise ValueError("postprocess got a batch of {} outputs, {} letterbox infos and {} shapes".format(
+            boxes.shape[0], len(infos), len(orig_shapes)))
+    results = []
+    for i in range(boxes.shape[0]):
+        det = nms_per_class(boxes[i], scores[i], conf, iou, max_det, class_agnostic, max_candidates)
+        results.append(Detections(scale_boxes_back(det.boxes, infos[i], orig_shapes[i]), det.scores, det.class_ids))
+    return results
+
+
+def _check_thresholds(conf, iou, max_det):
+    # These come straight from CLI options, so they are user input: a clear error, never an assert.
+    if not 0.0 <= float(conf) <= 1.0:
+        raise InputError("confidence threshold must be between 0 and 1, got {}: pass e.g. --conf 0.25".format(conf))
+    if not 0.0 <= float(iou) <= 1.0:
+        raise InputError("IoU threshold must be between 0 and 1, got {}: pass e.g. --iou 0.45".format(iou))
+    if int(max_det) < 1:
+        raise InputError("max detections must be at least 1, got {}: pass e.g. --max-det 300".format(max_det))

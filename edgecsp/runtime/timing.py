@@ -1,0 +1,85 @@
+"""Per-stage wall-clock timing of a pipeline (read, preprocess, infer, postprocess, draw/write).
+
+``StageTimer`` sums milliseconds per named stage and counts frames; ``summary()`` gives the numbers for
+JSON/benchmark tables and ``text()`` a one-paragraph report for the console. Python 3.6 compatible (an
+OrderedDict keeps stages in first-seen order, which 3.6 dicts do not guarantee).
+"""
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+
+
+class StageTimer(object):
+    """Accumulates milliseconds per stage; ``frames`` counts processed frames for the FPS figure.
+
+    Use ``with timer.stage("infer"): ...`` or ``timer.add("infer", ms)``, and ``timer.count_frames(n)``.
+    FPS is frames over wall time from the first timed stage (or ``start()``) to the end of the latest one, so
+    it includes any time between stages that the per-stage means do not show.
+    """
+
+    def __init__(self, clock=time.perf_counter):
+        self._clock = clock
+        self.total_ms = OrderedDict()
+        self.calls = OrderedDict()
+        self.frames = 0
+        self._t0 = None
+        self._t_end = None
+
+    def start(self):
+        """Mark the start of the wall-clock span (optional: the first stage marks it otherwise)."""
+        self._t0 = self._clock()
+        return self
+
+    @contextmanager
+    def stage(self, name):
+        """Time the body of a ``with`` block as one call of stage ``name``."""
+        t = self._clock()
+        if self._t0 is None:
+            self._t0 = t
+        try:
+            yield
+        finally:
+            end = self._clock()
+            self._record(name, (end - t) * 1000.0)
+            self._t_end = end
+
+    def add(self, name, ms):
+        """Add ``ms`` milliseconds as one call of stage ``name`` (for times measured elsewhere, e.g. by a runner)."""
+        now = self._clock()
+        if self._t0 is None:
+            self._t0 = now - ms / 1000.0
+        self._record(name, float(ms))
+        self._t_end = now
+
+    def _record(self, name, ms):
+        self.total_ms[name] = self.total_ms.get(name, 0.0) + ms
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def count_frames(self, n=1):
+        """Count ``n`` processed frames."""
+        self.frames += int(n)
+
+    def wall_seconds(self):
+        if self._t0 is None or self._t_end is None:
+            return 0.0
+        return max(0.0, self._t_end - self._t0)
+
+    def summary(self):
+        """``{"frames", "seconds", "fps", "ms": {stage: mean ms per call}, "ms_per_frame": {...}, "calls"}``."""
+        seconds = self.wall_seconds()
+        frames = self.frames
+        return {
+            "frames": frames,
+            "seconds": seconds,
+            "fps": frames / seconds if seconds > 0 else 0.0,
+            "ms": OrderedDict((k, v / self.calls[k]) for k, v in self.total_ms.items()),
+            "ms_per_frame": OrderedDict((k, v / frames if frames else 0.0) for k, v in self.total_ms.items()),
+            "calls": OrderedDict(self.calls),
+        }
+
+    def text(self):
+        """One paragraph: frames, time, FPS and the mean milliseconds of each stage."""
+        s = self.summary()
+        stages = ", ".join("{} {:.2f} ms".format(k, v) for k, v in s["ms"].items()) or "no stages timed"
+        return "Processed {} frames in {:.2f} s ({:.1f} FPS). Mean per call: {}.".format(
+            s["frames"], s["seconds"], s["fps"], stages)
