@@ -9,6 +9,7 @@ models/<model>.json (the model card with the measured validation mAP).
 """
 import argparse
 import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -18,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 
 from edgecsp.export.metadata import meta_from_model  # noqa: E402
-from edgecsp.models.card import write_card  # noqa: E402
+from edgecsp.models.card import card_markdown, write_card  # noqa: E402
 from edgecsp.models import create_model  # noqa: E402
 from edgecsp.training.trainer import SOURCE_SIZES, TrainConfig, evaluate_model, train, validation_set  # noqa: E402
 
@@ -38,13 +39,14 @@ def main(argv=None):
     if args.eval_only:
         model = create_model(config.model)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        seconds = float("nan")
+        seconds = 0.0
     else:
         print("training", config)
         model, seconds = train(config)
         fd, tmp = tempfile.mkstemp(dir=args.out_dir, suffix=".pt.tmp")
         os.close(fd)
         torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, weights)
         print("saved", weights)
     with open(weights, "rb") as f:
@@ -78,7 +80,13 @@ def main(argv=None):
         "training": dict(config._asdict(), seconds=round(seconds), torch=torch.__version__,
                          command="python scripts/train_demo.py " + " ".join(argv or sys.argv[1:])),
     }
-    write_card(os.path.join(args.out_dir, config.model + ".json"), card)
+    card_path = os.path.join(args.out_dir, config.model + ".json")
+    if args.eval_only and os.path.exists(card_path):  # keep the record of the run that made the weights
+        with open(card_path) as f:
+            card["training"] = json.load(f).get("training", card["training"])
+    write_card(card_path, card)
+    with open(os.path.join(args.out_dir, config.model + ".md"), "w") as f:
+        f.write(card_markdown(card))
     print("mAP@0.5 {:.4f}  mAP@0.5:0.95 {:.4f}  ({:.0f} s) -> {}".format(
         metrics["map50"], metrics["map50_95"], seconds, weights))
     return 0
