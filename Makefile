@@ -15,7 +15,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
-	$(BIN)/pip install --disable-pip-version-check -q -e ".[export,cpu,dev]"
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[export,cpu,dev,quantize,eval]"
 	touch $@
 
 demo: venv
@@ -29,4 +29,4 @@ test: venv
 	$(BIN)/python -m pytest -q -ra
 
 clean:
-	rm -rf $(OUT) engines/*.onnx engines/*.xml engines/*.bin
+	rm -rf $(OUT) engines/*.onnx engines/*.xml engines/*.bin engines/*.calibration*.json

@@ -13,6 +13,10 @@ _HINTS = {
     "cv2": "pip install 'edgecsp[cpu]' (opencv-python-headless); on a Jetson: sudo apt install python3-opencv",
     "tensorrt": "on a Jetson it ships with JetPack (sudo apt install python3-libnvinfer); elsewhere install TensorRT",
     "pycuda": "pip install pycuda (on a Jetson after JetPack's CUDA is on PATH)",
+    "nncf": "pip install 'edgecsp[quantize]' (nncf, for INT8 OpenVINO IR)",
+    "matplotlib": "pip install 'edgecsp[eval]' (matplotlib, for the --plot chart)",
+    "faster_coco_eval": "pip install 'edgecsp[eval]'",
+    "pycocotools": "pip install 'edgecsp[eval]' (or pycocotools alone)",
 }
 
 

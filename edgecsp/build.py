@@ -2,6 +2,12 @@
 
 The target record says which backend builds it, which precisions it takes and the artefact's suffix; this module
 checks the request and hands it to ``get_backend(target.backend).build``.
+
+Host/device split: a backend whose artefacts must be built on the device itself (TensorRT) offers
+``build_problem(target)`` (why this machine cannot build them, None when it can) and ``write_bundle``. In mode
+"auto" such a target gets its artefact built here when it can be, else a device bundle (a folder with the
+fitted ONNX, a manifest and the commands to run on the device); on the device a bundle folder is the source.
+Python 3.6 compatible (it runs on the device too).
 """
 import os
 from typing import NamedTuple, Optional
@@ -9,24 +15,29 @@ from typing import NamedTuple, Optional
 from edgecsp._lazy import available
 from edgecsp.backends import ONNX_HINT, check_opset, get_backend, load_onnx, onnx_opset
 from edgecsp.backends.base import require_file
-from edgecsp.errors import InputError
+from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.targets import check_precision, get_target
 
 DEFAULT_FOLDER = "engines"
+BUILD_MODES = ("auto", "here", "bundle")  # where the artefact is built: decide, this machine, the device
+BUNDLE_SUFFIX = "-bundle"
 
 
 class BuildConfig(NamedTuple):
-    onnx_path: str
+    onnx_path: str  # an exported .onnx, or (on the device) a bundle folder written by a host build
     target: str = "cpu"
-    precision: Optional[str] = None  # None: the target's default precision
-    output: Optional[str] = None  # None: engines/<onnx stem>-<target>-<precision><suffix>
+    precision: Optional[str] = None  # None: the target's default precision (a bundle's own, for a bundle)
+    output: Optional[str] = None  # None: engines/<onnx stem>-<target>-<precision><suffix> (or -bundle/)
+    mode: str = "auto"  # one of BUILD_MODES; "bundle"/"here" only for backends with a host/device split
+    options: dict = {}  # backend build options, e.g. TensorRT's workspace_mib, calib (backend.BUILD_OPTIONS)
 
 
-def default_output(onnx_path, target, precision, folder=DEFAULT_FOLDER):
-    # type: (str, str, str, str) -> str
+def default_output(onnx_path, target, precision, folder=DEFAULT_FOLDER, bundle=False):
+    # type: (str, str, str, str, bool) -> str
     target = get_target(target)
     stem = os.path.splitext(os.path.basename(str(onnx_path)))[0]
-    return os.path.join(folder, "{}-{}-{}{}".format(stem, target.name, precision, target.suffix))
+    return os.path.join(folder, "{}-{}-{}{}".format(stem, target.name, precision,
+                                                    BUNDLE_SUFFIX if bundle else target.suffix))
 
 
 def check_source(onnx_path, target):
@@ -44,16 +55,76 @@ def check_source(onnx_path, target):
     return meta
 
 
+def resolve_mode(mode, target, backend):
+    # type: (str, ...) -> str
+    """"here" or "bundle" for ``mode`` on this machine; UnsupportedError when the request cannot be met."""
+    if mode not in BUILD_MODES:
+        raise InputError("build mode must be one of {}, got {!r}".format(", ".join(BUILD_MODES), mode))
+    split = hasattr(backend, "write_bundle")
+    if not split:
+        if mode == "bundle":
+            raise UnsupportedError("target {} builds its artefact on this machine: device bundles are for targets "
+                                   "whose engines are built on the device (TensorRT targets)".format(target.name))
+        return "here"
+    if mode == "bundle":
+        return mode
+    problem = backend.build_problem(target)
+    if mode == "here" and problem:
+        raise UnsupportedError("cannot build the {} engine on this machine: {}; write the device bundle instead "
+                               "(drop --device-build) and build it on the {}".format(target.name, problem, target.name))
+    return "bundle" if problem else "here"
+
+
+def check_options(options, target, backend):
+    """``options`` if the target's backend takes them all; InputError naming the strays otherwise."""
+    known = tuple(getattr(backend, "BUILD_OPTIONS", ()))
+    strays = sorted(k for k in options if k not in known)
+    if strays:
+        raise InputError("target {} ({} backend) takes no option {}{}".format(
+            target.name, target.backend, ", ".join(strays),
+            ": it takes " + ", ".join(known) if known else ": these are TensorRT options"))
+    return dict(options)
+
+
 def build(config):
     # type: (BuildConfig) -> str
-    """Build ``config.onnx_path`` for ``config.target``; returns the artefact's path."""
+    """Build ``config.onnx_path`` for ``config.target``; returns the artefact's path (a folder for a bundle)."""
     target = get_target(config.target)
+    backend = get_backend(target.backend)
+    options = check_options(config.options or {}, target, backend)
+    source = str(config.onnx_path)
+    if os.path.isdir(source):
+        return _build_from_bundle(config, target, backend, options)
     precision = check_precision(target, config.precision)
-    output = config.output or default_output(config.onnx_path, target, precision)
-    if os.path.splitext(output)[1].lower() != target.suffix:
+    mode = resolve_mode(config.mode, target, backend)
+    output = config.output or default_output(source, target, precision, bundle=(mode == "bundle"))
+    if mode == "here" and os.path.splitext(output)[1].lower() != target.suffix:
         raise InputError("target {} writes {} artefacts, but the output is {}".format(
             target.name, target.suffix, output))
-    if os.path.abspath(output) == os.path.abspath(str(config.onnx_path)):
+    if mode == "bundle" and os.path.splitext(output)[1].lower() == target.suffix:
+        raise InputError("a device bundle is a folder, but the output {} is named like an engine: drop -o or "
+                         "name a folder".format(output))
+    if os.path.abspath(output) == os.path.abspath(source):
         raise InputError("the output {} would overwrite the source ONNX: choose another --output".format(output))
-    check_source(config.onnx_path, target)
-    return get_backend(target.backend).build(str(config.onnx_path), output, precision, target)
+    check_source(source, target)
+    if mode == "bundle":
+        return backend.write_bundle(source, output, precision, target, **options)
+    return backend.build(source, output, precision, target, **options)
+
+
+def _build_from_bundle(config, target, backend, options):
+    """On the device: build the engine a bundle folder describes (the bundle knows its precision)."""
+    if not hasattr(backend, "build_from_bundle"):
+        raise InputError("{} is a folder: target {} builds from an .onnx file ({})".format(
+            config.onnx_path, target.name, ONNX_HINT))
+    if config.mode == "bundle":
+        raise InputError("{} is already a device bundle: build it on the device with --device-build".format(
+            config.onnx_path))
+    problem = backend.build_problem(target)
+    if problem:
+        raise UnsupportedError("cannot build the {} engine from bundle {} here: {}; run this on the {}".format(
+            target.name, config.onnx_path, problem, target.name))
+    if config.output and os.path.splitext(config.output)[1].lower() != target.suffix:
+        raise InputError("target {} writes {} artefacts, but the output is {}".format(
+            target.name, target.suffix, config.output))
+    return backend.build_from_bundle(str(config.onnx_path), config.output, config.precision, target, **options)

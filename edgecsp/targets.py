@@ -33,8 +33,8 @@ _TARGETS = (
     Target(
         name="cpu",
         backend="openvino",
-        description="x86 CPU through OpenVINO IR (INT8 arrives with calibration)",
-        precisions=("fp32", "fp16"),
+        description="x86 CPU through OpenVINO IR (INT8: NNCF post-training quantization, --calib)",
+        precisions=("fp32", "fp16", "int8"),
         default_precision="fp32",
         max_opset=18,
         device_python="3.8+",
@@ -43,8 +43,8 @@ _TARGETS = (
     Target(
         name="cpu-ort",
         backend="onnxruntime",
-        description="any CPU through ONNX Runtime's CPU execution provider",
-        precisions=("fp32",),
+        description="any CPU through ONNX Runtime's CPU execution provider (INT8: static QDQ, --calib)",
+        precisions=("fp32", "int8"),
         default_precision="fp32",
         max_opset=19,
         device_python="3.8+",

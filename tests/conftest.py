@@ -53,3 +53,23 @@ def demo_video(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("video") / "clip.mp4")
     gt = generate_video(path, 60, seed=11)
     return path, gt
+
+
+@pytest.fixture(scope="session")
+def tiny_detector_onnx(tmp_path_factory):
+    """shapes_tiny_csp with random weights at 128x128: a real CSP detector graph (INT8, eval tests), ~2 s."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from edgecsp.export.onnx_export import ExportConfig, export
+
+    out = str(tmp_path_factory.mktemp("tiny_detector") / "tiny_csp.onnx")
+    return export(ExportConfig(model="shapes_tiny_csp", output=out, input_size=(128, 128))).path
+
+
+@pytest.fixture(scope="session")
+def shapes_val(tmp_path_factory):
+    """A 10-image 'shapes' validation set (COCO json + images), seed 1000 as in the README."""
+    pytest.importorskip("cv2")
+    from edgecsp.data.shapes import generate_dataset
+
+    return generate_dataset(str(tmp_path_factory.mktemp("shapes_val")), 10, seed=1000)

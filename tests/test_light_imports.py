@@ -12,7 +12,7 @@ HEAVY = ["torch", "torchvision", "onnx", "onnxsim", "onnxruntime", "openvino", "
          "tqdm", "matplotlib"]
 # modules whose whole purpose is PyTorch: they may (only) fail with ImportError without torch
 TORCH_MODULES = {"edgecsp.models.layers", "edgecsp.models.cspnet", "edgecsp.models.yolo",
-                 "edgecsp.training.yolo_loss", "edgecsp.training.trainer"}
+                 "edgecsp.training.yolo_loss", "edgecsp.training.trainer", "edgecsp.darknet.model"}
 
 _PROBE = r"""
 import importlib, json, pkgutil, sys

@@ -33,8 +33,7 @@ class BackendInfo(NamedTuple):
 _BACKENDS = (
     BackendInfo("onnxruntime", "edgecsp.backends.onnxruntime", (".onnx",)),
     BackendInfo("openvino", "edgecsp.backends.openvino", (".xml",)),
-    BackendInfo("tensorrt", None, (".engine", ".trt", ".plan"),
-                "TensorRT engines arrive with the tensorrt backend (not yet)"),
+    BackendInfo("tensorrt", "edgecsp.backends.tensorrt", (".engine", ".trt", ".plan")),
 )
 
 

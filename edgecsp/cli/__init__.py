@@ -18,6 +18,8 @@ COMMANDS = (
     ("build", "build a deployable artefact for a target from an exported ONNX"),
     ("infer", "run an artefact on a video, image, folder or camera"),
     ("data", "generate the synthetic 'shapes' dataset or a test video with ground truth"),
+    ("eval", "mAP of an artefact on COCO-annotated images, against a baseline, with a JSON report and chart"),
+    ("compare", "run two artefacts on the same inputs and compare their outputs (differences, NaN/Inf)"),
 )
 
 

@@ -1,4 +1,5 @@
-"""``edgecsp export``: registry model (+ checkpoint) or model card -> simplified, verified ONNX with metadata."""
+"""``edgecsp export``: registry model (+ checkpoint), model card or darknet cfg + weights -> simplified, verified
+ONNX with metadata."""
 
 
 def _size(text):
@@ -20,6 +21,9 @@ def add_arguments(p):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("model", nargs="?", help="registry model name (see `edgecsp models`)")
     src.add_argument("--card", help="model card JSON (e.g. models/shapes_tiny_csp.json): model + weights + classes")
+    src.add_argument("--darknet", nargs=2, metavar=("CFG", "WEIGHTS"),
+                     help="import a darknet model: its .cfg and .weights (AlexeyAB darknet layout)")
+    p.add_argument("--names", help="darknet class names, one per line (e.g. coco.names); default class0..classN-1")
     p.add_argument("--checkpoint", "--weights", dest="checkpoint",
                    help="state_dict .pt for the registry model (loaded with weights_only=True)")
     p.add_argument("-o", "--output", help="output .onnx (default engines/<model>-<H>x<W>-op<opset>.onnx)")
@@ -38,7 +42,8 @@ def run(args):
     config = ExportConfig(model=args.model, checkpoint=args.checkpoint, card=args.card, output=args.output,
                           opset=args.opset, input_size=_size(args.input_size) if args.input_size else None,
                           batch=args.batch, dynamic_batch=args.dynamic_batch, simplify=not args.no_simplify,
-                          verify=not args.no_verify)
+                          verify=not args.no_verify, darknet_cfg=args.darknet[0] if args.darknet else None,
+                          darknet_weights=args.darknet[1] if args.darknet else None, names_file=args.names)
     report = export(config, log=print)
     print("wrote {} (opset {}, {} -> {} nodes, PyTorch vs ONNX Runtime max |diff| {:.2g}, {:.1f} s)".format(
         report.path, report.opset, report.nodes_raw, report.nodes_simplified, report.torch_vs_ort_max_abs,

@@ -253,6 +253,9 @@ def _plan_reorg(section, index, prev, plans):
     c, h, w = prev
     if h % stride or w % stride:
         raise section.error("stride={} does not divide the {}x{} input".format(stride, h, w), "stride")
+    if section.kind == "reorg" and c % (stride * stride):
+        raise section.error("[reorg] stride={} needs channels divisible by {} (got {})".format(
+            stride, stride * stride, c), "stride")
     # [reorg] is darknet's reorg_old (the YOLOv2 one), [reorg3d] the plain space-to-depth; see model.py
     return [index - 1], (c * stride * stride, h // stride, w // stride), dict(
         stride=stride, old=section.kind == "reorg")
@@ -269,13 +272,13 @@ def _plan_identity(section, index, prev, plans):
 def _plan_softmax(section, index, prev, plans):
     if section.has("tree"):
         raise section.error("tree= (hierarchical softmax) is not supported", "tree")
+    if section.get_float("spatial", 0) != 0:
+        raise section.error("spatial= (per-pixel softmax) is not supported", "spatial")
     groups = _positive(section, "groups", section.get_int("groups", 1))
-    spatial = section.get_float("spatial", 0) != 0
-    size = prev[0] if spatial else prev[0] * prev[1] * prev[2]
+    size = prev[0] * prev[1] * prev[2]
     if size % groups:
         raise section.error("groups={} does not divide the {} inputs".format(groups, size), "groups")
-    return [index - 1], prev, dict(groups=groups, spatial=spatial,
-                                   temperature=section.get_float("temperature", 1.0))
+    return [index - 1], prev, dict(groups=groups, temperature=section.get_float("temperature", 1.0))
 
 
 def _chw(shape):

@@ -130,6 +130,9 @@ def write_weights(path, plan, params, header=None):
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the weights private to the writer
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -29,7 +29,7 @@ INPUT_NAME = "images"
 
 
 class ExportConfig(NamedTuple):
-    """What ``edgecsp export`` does; exactly one of ``model`` (registry name) or ``card`` is set."""
+    """What ``edgecsp export`` does; exactly one of ``model`` (registry name), ``card`` or ``darknet_cfg`` is set."""
 
     model: Optional[str] = None
     checkpoint: Optional[str] = None
@@ -43,6 +43,9 @@ class ExportConfig(NamedTuple):
     verify: bool = True
     atol: float = 1e-4
     rtol: float = 1e-3
+    darknet_cfg: Optional[str] = None  # with darknet_weights: import a darknet model (edgecsp.darknet)
+    darknet_weights: Optional[str] = None
+    names_file: Optional[str] = None  # darknet .names (one class per line); default class0..classN-1
 
 
 class ExportReport(NamedTuple):
@@ -61,6 +64,12 @@ def load_torch_model(config):
     from edgecsp.models import create_model, get_entry
     from edgecsp.models.card import load_card
 
+    if config.darknet_cfg or config.darknet_weights:
+        if config.model or config.card or config.checkpoint:
+            raise InputError("--darknet CFG WEIGHTS replaces the model name, --card and --checkpoint: give only one")
+        from edgecsp.darknet import load_for_export
+
+        return load_for_export(config.darknet_cfg, config.darknet_weights, config.names_file, config.input_size)
     if bool(config.model) == bool(config.card):
         raise InputError("give either a registry model name or --card CARD.json (see `edgecsp models`)")
     torch = require("torch", "exporting PyTorch models")
@@ -210,7 +219,8 @@ def sample_input(shape, seed=0):
 
 
 def default_output(name, input_size, opset):
-    return os.path.join("engines", "{}-{}x{}-op{}.onnx".format(name, input_size[0], input_size[1], opset))
+    return os.path.join("engines", "{}-{}x{}-op{}.onnx".format(name.replace(":", "-"), input_size[0], input_size[1],
+                                                               opset))
 
 
 def export(config, log=None):

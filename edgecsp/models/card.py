@@ -42,3 +42,45 @@ def write_card(path, doc):
         json.dump(doc, f, indent=2, sort_keys=False)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def card_markdown(doc):
+    """The human-readable model card (models/<name>.md) rendered from the JSON card."""
+    m = doc.get("metrics", {})
+    t = doc.get("training", {})
+    lines = [
+        "# Model card: {}".format(doc["name"]),
+        "",
+        doc.get("description", ""),
+        "",
+        "| | |",
+        "|---|---|",
+        "| registry model | `{}` |".format(doc["model"]),
+        "| weights | `{}` (sha256 `{}`) |".format(doc["weights"], doc.get("weights_sha256", "?")[:16]),
+        "| classes | {} |".format(", ".join(doc.get("classes", []))),
+        "| input | {}x{} (HxW), {} |".format(doc["input_size"][0], doc["input_size"][1], doc.get("input", "")),
+        "| letterbox | pad value {}; {} |".format(doc["letterbox"]["pad_value"], doc["letterbox"]["rule"]),
+        "| decode | {} |".format(doc.get("decode", "")),
+        "",
+        "## Heads",
+        "",
+        "| stride | anchors (w, h px) | scale_x_y | new_coords |",
+        "|---|---|---|---|",
+    ]
+    for h in doc.get("heads", []):
+        lines.append("| {} | {} | {} | {} |".format(h["stride"], ", ".join("{:g}x{:g}".format(*a) for a in h["anchors"]),
+                                                    h["scale_x_y"], h["new_coords"]))
+    lines += ["", "## Measured accuracy", "",
+              "mAP@0.5 **{}**, mAP@0.5:0.95 {}".format(m.get("map50"), m.get("map50_95")), "",
+              "Validation: {}.  ".format(m.get("validation", "")),
+              "Pipeline: {}.".format(m.get("pipeline", "")), "",
+              "| class | AP@0.5 |", "|---|---|"]
+    for name, ap in m.get("per_class_ap50", {}).items():
+        lines.append("| {} | {} |".format(name, ap))
+    lines += ["", "## Training", "",
+              "`{}` — {} steps of {} images, AdamW lr {}, seed {}, {} s on the CPU (torch {}).".format(
+                  t.get("command", ""), t.get("steps"), t.get("batch"), t.get("lr"), t.get("seed"), t.get("seconds"),
+                  t.get("torch")),
+              "Every training image is rendered by `edgecsp.data.shapes.render_sample` and letterboxed by the "
+              "runtime's own `letterbox`, so training and inference see identical geometry.", ""]
+    return "\n".join(lines)

@@ -26,10 +26,10 @@ def test_records_are_consistent():
 def test_cpu_records():
     cpu = get_target("cpu")
     assert (cpu.backend, cpu.precisions, cpu.default_precision, cpu.suffix) == (
-        "openvino", ("fp32", "fp16"), "fp32", ".xml")
+        "openvino", ("fp32", "fp16", "int8"), "fp32", ".xml")
     ort = get_target("cpu-ort")
     assert (ort.backend, ort.precisions, ort.default_precision, ort.suffix) == (
-        "onnxruntime", ("fp32",), "fp32", ".onnx")
+        "onnxruntime", ("fp32", "int8"), "fp32", ".onnx")
     for t in (cpu, ort):
         assert t.trt_version is None and t.sm is None and not t.dla
 
@@ -42,8 +42,9 @@ def test_unknown_target_lists_the_known_ones():
 def test_check_precision():
     assert check_precision("cpu", None) == "fp32"
     assert check_precision(get_target("cpu"), "fp16") == "fp16"
-    with pytest.raises(UnsupportedError, match="cpu does not support precision 'int8': choose one of fp32, fp16"):
-        check_precision("cpu", "int8")
+    assert check_precision("cpu", "int8") == "int8"
+    with pytest.raises(UnsupportedError, match="cpu does not support precision 'fp8': choose one of fp32, fp16, int8"):
+        check_precision("cpu", "fp8")
 
 
 def test_backend_lookup():

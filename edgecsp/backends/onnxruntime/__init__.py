@@ -4,13 +4,13 @@ The runner needs only onnxruntime (metadata comes from the session, not the onnx
 side and uses the onnx package.
 """
 from edgecsp._lazy import available
-from edgecsp.backends.onnxruntime.build import build
+from edgecsp.backends.onnxruntime.build import BUILD_OPTIONS, build
 from edgecsp.backends.onnxruntime.runner import OnnxRuntimeRunner, read_meta
 
 NAME = "onnxruntime"
 Runner = OnnxRuntimeRunner
 
-__all__ = ["NAME", "Runner", "OnnxRuntimeRunner", "build", "is_available", "read_meta", "version"]
+__all__ = ["BUILD_OPTIONS", "NAME", "Runner", "OnnxRuntimeRunner", "build", "is_available", "read_meta", "version"]
 
 
 def is_available():

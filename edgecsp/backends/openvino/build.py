@@ -8,25 +8,36 @@ from edgecsp._lazy import available, require
 from edgecsp.backends import ONNX_HINT, file_sha256, load_onnx, staging_folder
 from edgecsp.backends.base import load_meta_or_raise, require_file
 from edgecsp.backends.openvino.runner import FRAMEWORK_PATH, RT_INFO_PATH, model_meta_json, ov_message, read_model
+from edgecsp.calibration.config import ACCURACY_OPTIONS, CALIBRATION_OPTIONS, int8_options
 from edgecsp.errors import InputError, UnsupportedError, VerificationError
 from edgecsp.targets import check_precision, get_target
 
 BACKEND = "openvino"
+# what `edgecsp build --target cpu` takes beyond the precision: calibration data and an accuracy bound for int8
+BUILD_OPTIONS = CALIBRATION_OPTIONS + ACCURACY_OPTIONS
 # precision -> (element type, least share of the float weight elements that must have it); fp16 IR keeps a few
 # constants (out of fp16 range, shape arithmetic) in f32
 WEIGHT_TYPES = {"fp32": ("f32", 1.0), "fp16": ("f16", 0.5)}
 
 
-def build(onnx_path, out_xml, precision=None, target="cpu"):
+def build(onnx_path, out_xml, precision=None, target="cpu", **options):
     """Convert the ONNX at ``onnx_path`` to IR ``out_xml`` (+ .bin) in ``precision``; returns ``out_xml``.
 
+    int8 needs calibration data and may take an accuracy bound: ``options`` are ``BUILD_OPTIONS`` (``calib``,
+    ``calib_count``, ``max_drop``, ``val_data``...; see ``quantize.py``). Its provenance record goes next to the
+    IR (``<stem>.calibration.json``).
     The IR is saved in a temporary folder next to ``out_xml``, loaded and checked there, then moved into place
-    .bin first and .xml last: an .xml on disk always belongs to a complete artefact.
+    provenance and .bin first and .xml last: an .xml on disk always belongs to a complete artefact.
     """
     target = get_target(target)
     if target.backend != BACKEND:
         raise UnsupportedError("target {} uses the {} backend, not {}".format(target.name, target.backend, BACKEND))
     precision = check_precision(target, precision)
+    calibration, accuracy = int8_options(options, BUILD_OPTIONS)
+    if precision == "int8" or calibration is not None or accuracy is not None:
+        from edgecsp.backends.openvino.quantize import check_request
+
+        check_request(precision, calibration, accuracy)
     ov = require("openvino", "building OpenVINO IR for target " + target.name)
     onnx_path = require_file(onnx_path, "ONNX model", ONNX_HINT)
     out_xml = str(out_xml)
@@ -42,8 +53,13 @@ def build(onnx_path, out_xml, precision=None, target="cpu"):
     meta = _source_meta(model, onnx_path).with_extra(
         precision=precision, target=target.name, backend=BACKEND, openvino=backend.version(),
         onnx_sha256=file_sha256(onnx_path))
+    sidecars = {}
+    if precision == "int8" or calibration is not None or accuracy is not None:
+        from edgecsp.backends.openvino.quantize import build_int8
+
+        model, meta, sidecars = build_int8(ov, model, meta, onnx_path, out_xml, precision, calibration, accuracy)
     model.set_rt_info(meta.to_json(), list(RT_INFO_PATH))
-    _save_atomically(ov, model, out_xml, precision, meta)
+    _save_atomically(ov, model, out_xml, precision, meta, sidecars)
     return out_xml
 
 
@@ -58,14 +74,24 @@ def _save(ov, model, xml_path, precision):
     ov.save_model(model, xml_path, compress_to_fp16=(precision == "fp16"))
 
 
-def _save_atomically(ov, model, out_xml, precision, meta):
+def _save_atomically(ov, model, out_xml, precision, meta, sidecars=None):
+    """``sidecars``: {final path: JSON-ready dict} written next to the IR (the calibration provenance)."""
+    from edgecsp.calibration.provenance import provenance_path, write_json_atomic
+
     out_bin = os.path.splitext(out_xml)[0] + ".bin"
     with staging_folder(out_xml) as staging:
         staged_xml = os.path.join(staging, os.path.basename(out_xml))
         _save(ov, model, staged_xml, precision)
         verify_ir(ov, staged_xml, precision, meta)
+        staged_sidecars = [(write_json_atomic(os.path.join(staging, os.path.basename(path)), payload), path)
+                           for path, payload in sorted((sidecars or {}).items())]
         if os.path.exists(out_xml):
             os.remove(out_xml)  # from here until the last rename no complete-looking IR is on disk
+        stale = provenance_path(out_xml)
+        if os.path.exists(stale) and stale not in (sidecars or {}):
+            os.remove(stale)  # the record of an earlier INT8 build must not describe this artefact
+        for staged, path in staged_sidecars:
+            os.replace(staged, path)
         os.replace(os.path.splitext(staged_xml)[0] + ".bin", out_bin)
         os.replace(staged_xml, out_xml)
 

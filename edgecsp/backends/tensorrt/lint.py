@@ -131,13 +131,13 @@ def lint_model(model, target):
         if op in matrix["warnings"]:
             findings.append(LintFinding("warning", label, op, matrix["warnings"][op], "see the problem"))
             continue
+        if op.endswith("_TRT"):  # the parser hands unknown ops to the plugin registry by name
+            findings.append(LintFinding("warning", label, op, "needs the TensorRT plugin {} on the device".format(op),
+                                        "make sure the device's TensorRT ships it (libnvinfer_plugin)"))
+            continue
         if node.domain not in DEFAULT_DOMAINS:
-            if op.endswith("_TRT"):
-                findings.append(LintFinding("warning", label, op, "needs the TensorRT plugin {} on the device".format(
-                    op), "make sure the device's TensorRT ships it (libnvinfer_plugin)"))
-            else:
-                findings.append(LintFinding("error", label, op, "custom-domain operator {}::{} has no TensorRT "
-                                            "importer".format(node.domain, op), _unsupported_fix(op)))
+            findings.append(LintFinding("error", label, op, "custom-domain operator {}::{} has no TensorRT "
+                                        "importer".format(node.domain, op), _unsupported_fix(op)))
             continue
         if op in matrix["unsupported"]:
             findings.append(LintFinding("error", label, op, "{} cannot parse {}".format(trt, op),

@@ -1,0 +1,33 @@
+"""TensorRT backend: device bundles on any machine, engines and their runner where TensorRT and the GPU are.
+
+``write_bundle`` is the host half of ``edgecsp build --target tx2`` (no TensorRT needed); ``build`` builds the
+engine on the device (from an ONNX or a bundle); ``Runner`` runs it with pycuda. Importing this package needs
+numpy only: tensorrt, pycuda and onnx are imported by the functions that use them.
+"""
+from edgecsp._lazy import available
+from edgecsp.backends.tensorrt.bundle import write_bundle
+from edgecsp.backends.tensorrt.device import build_problem
+from edgecsp.backends.tensorrt.engine_build import build, build_from_bundle
+from edgecsp.backends.tensorrt.options import BUILD_OPTIONS, TensorRTOptions
+from edgecsp.backends.tensorrt.runner import TensorRTRunner, read_meta
+
+
+NAME = "tensorrt"
+Runner = TensorRTRunner
+
+__all__ = ["BUILD_OPTIONS", "NAME", "Runner", "TensorRTOptions", "TensorRTRunner", "build", "build_from_bundle",
+           "build_problem", "is_available", "read_meta", "version", "write_bundle"]
+
+
+def is_available():
+    # type: () -> bool
+    return available("tensorrt")
+
+
+def version():
+    """The installed TensorRT version, or None when it is not installed."""
+    if not is_available():
+        return None
+    import tensorrt
+
+    return str(tensorrt.__version__)

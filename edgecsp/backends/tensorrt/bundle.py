@@ -1,0 +1,314 @@
+"""The host half of a TensorRT build: a device bundle (a folder) with everything the device needs.
+
+``write_bundle`` fits the ONNX to the target (opset, Mish, onnxsim), lints it against the target's TensorRT
+operator matrix, runs the FP16 range check and the INT8 calibration on the host when images are given, and
+writes: the ONNX, ``bundle.json`` (target, precision, shapes, sha256, calibration provenance, FP32 layers),
+``calib.cache`` for INT8, ``fp16_range.json``, ``build_on_device.sh`` (the `edgecsp build` device line and the
+equivalent trtexec line) and ``README.txt``. The engine itself is built on the device. The folder is written
+in a staging folder and renamed into place. Needs onnx (and onnxruntime for the checks); Python 3.6 syntax.
+"""
+import json
+import os
+from typing import List, Optional
+
+from edgecsp import __version__
+from edgecsp._lazy import require
+from edgecsp.backends import file_sha256, load_onnx, set_onnx_meta, staging_folder
+from edgecsp.backends.tensorrt.calib_cache import ALGORITHMS, calibration_cache, parse_cache
+from edgecsp.backends.tensorrt.calib_data import batch_size_of, calibration_set
+from edgecsp.backends.tensorrt.fit import fit_graph
+from edgecsp.backends.tensorrt.lint import errors_of, lint_model, matrix_key, raise_on_errors
+from edgecsp.backends.tensorrt.manifest import BUNDLE_MANIFEST, BundleManifest, to_json
+from edgecsp.backends.tensorrt.options import make_options
+from edgecsp.backends.tensorrt.policy import OVERRIDE_FLAG, check_dla, check_precision_policy, sm_label
+from edgecsp.backends.tensorrt.trtexec import TRTEXEC, format_command, supports_layer_precisions, trtexec_args
+from edgecsp.calibration.config import SOURCE_HELP
+from edgecsp.calibration.provenance import provenance_path, reusable_cache, write_json_atomic
+from edgecsp.errors import InputError, UnsupportedError
+from edgecsp.targets import get_target
+
+BACKEND = "tensorrt"
+COMMANDS_FILE = "build_on_device.sh"
+README_FILE = "README.txt"
+CACHE_FILE = "calib.cache"
+FP16_REPORT = "fp16_range.json"
+
+
+def engine_name(manifest):
+    # type: (BundleManifest) -> str
+    """The engine file the device build writes inside the bundle: ``<onnx stem>-<target>-<precision>.engine``."""
+    stem = os.path.splitext(manifest.onnx)[0]
+    return "{}-{}-{}{}".format(stem, manifest.target, manifest.precision, get_target(manifest.target).suffix)
+
+
+def device_build_args(manifest, bundle_path=".", output=None):
+    # type: (BundleManifest, str, Optional[str]) -> List[str]
+    """The `edgecsp build` line that builds ``manifest``'s engine on the device (options come from the bundle)."""
+    args = ["edgecsp", "build", "--target", manifest.target, "--precision", manifest.precision, "--device-build",
+            bundle_path, "-o", output or engine_name(manifest)]
+    if manifest.precision == "int8" and manifest.allow_slow_int8:
+        args.append(OVERRIDE_FLAG)
+    return args
+
+
+def trtexec_line(manifest):
+    # type: (BundleManifest) -> str
+    calib = manifest.calibration or {}
+    nodes = [layer["node"] for layer in manifest.fp32_layers]
+    return format_command(trtexec_args(
+        manifest.onnx, engine_name(manifest), manifest.trt_version[0], manifest.precision, manifest.workspace_mib,
+        calib_cache=calib.get("cache"), fp32_layers=nodes, dla_core=manifest.dla_core,
+        input_name=manifest.input_name, input_shape=manifest.input_shape, max_batch=manifest.max_batch,
+        executable=TRTEXEC))
+
+
+def _describe_target(target):
+    parts = ["TensorRT " + (target.trt_version[0] if target.trt_version[0] == target.trt_version[1]
+                            else "{} to {}".format(*target.trt_version))]
+    if target.jetpack:
+        parts.insert(0, "JetPack " + target.jetpack)
+    if target.sm:
+        parts.append(sm_label(target.sm))
+    parts.append("Python " + target.device_python)
+    return "{} ({})".format(target.name, ", ".join(parts))
+
+
+def commands_text(manifest):
+    # type: (BundleManifest) -> str
+    """The bundle's build_on_device.sh: the edgecsp device line, then the trtexec and docker equivalents."""
+    target = get_target(manifest.target)
+    engine = engine_name(manifest)
+    lines = ["#!/bin/sh",
+             "# edgecsp device bundle for {}, precision {}.".format(_describe_target(target), manifest.precision),
+             "#",
+             "# THE TENSORRT ENGINE IS NOT IN THIS FOLDER: it is built on the {} itself (or in its JetPack".format(
+                 target.name),
+             "# container there), because an engine only runs on the GPU and TensorRT version that built it.",
+             "# Copy this folder to the device and run:  sh {}".format(COMMANDS_FILE),
+             "# It writes {} and its manifest {}.json here.".format(engine, engine),
+             "set -e",
+             'cd "$(dirname "$0")"',
+             format_command(device_build_args(manifest)),
+             "",
+             "# Equivalent trtexec line (TensorRT {}). Its engine has no edgecsp manifest, so `edgecsp infer` "
+             "refuses it:".format(manifest.trt_version[0]),
+             "# " + trtexec_line(manifest)]
+    if manifest.fp32_layers and not supports_layer_precisions(manifest.trt_version[0]):
+        lines.append("# (trtexec {} cannot keep layers in FP32: the {} layer(s) in bundle.json are only honoured "
+                     "by the edgecsp line)".format(manifest.trt_version[0], len(manifest.fp32_layers)))
+    if target.docker:
+        lines += ["#", "# In the edgecsp JetPack container (docker/Dockerfile.{}, see docker/README.md):".format(
+            target.docker),
+            "# docker run --rm --runtime nvidia -v \"$PWD\":/bundle -w /bundle edgecsp:{} {}".format(
+                target.docker, format_command(device_build_args(manifest)[1:]))]
+    return "\n".join(lines) + "\n"
+
+
+def readme_text(manifest):
+    # type: (BundleManifest) -> str
+    target = get_target(manifest.target)
+    engine = engine_name(manifest)
+    calib = manifest.calibration
+    lines = ["edgecsp device bundle: {} for {}, {}".format(manifest.onnx, _describe_target(target),
+                                                          manifest.precision),
+             "",
+             "The TensorRT engine is built on the {} itself, not here: copy this folder to the device and run".format(
+                 target.name),
+             "",
+             "    sh {}".format(COMMANDS_FILE),
+             "",
+             "which runs  {}".format(format_command(device_build_args(manifest))),
+             "and writes {} (a plain TensorRT engine) and {}.json (its manifest). Then:".format(engine, engine),
+             "",
+             "    edgecsp infer {} video.mp4".format(engine),
+             ""]
+    if manifest.fp32_layers:
+        lines.append("FP16 range check: {} layer(s) overflow FP16 and are kept in FP32 (see {}).".format(
+            len(manifest.fp32_layers), FP16_REPORT))
+    elif manifest.fp16_check.get("ran"):
+        lines.append("FP16 range check: no tensor left the FP16 range on {} calibration image(s).".format(
+            manifest.fp16_check.get("images")))
+    else:
+        lines.append("FP16 range check: not run ({}).".format(manifest.fp16_check.get("why_not", "")))
+    if calib and calib.get("cache"):
+        lines.append("INT8 calibration: {} ({}), {}, from {}: cache {}{}.".format(
+            calib.get("method"), calib.get("algorithm"), calib.get("computed_on"), calib.get("source"),
+            calib.get("cache"), ", provenance " + calib["record"] if calib.get("record") else ""))
+    elif calib:
+        lines.append("INT8 calibration: done by TensorRT on the device from {}.".format(calib["config"]["source"]))
+    for warning in manifest.lint.get("warnings", []):
+        lines.append("Lint warning: " + warning)
+    return "\n".join(lines) + "\n"
+
+
+def _check_out_dir(out_dir):
+    if os.path.isfile(out_dir):
+        raise InputError("bundle output {} is a file: a device bundle is a folder; choose another --output".format(
+            out_dir))
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, BUNDLE_MANIFEST)):
+        raise InputError("{} exists and is not an edgecsp device bundle: choose another --output (edgecsp only "
+                         "replaces its own bundles)".format(out_dir))
+
+
+def _replace_folder(new, out_dir, staging):
+    """Move ``new`` to ``out_dir``; an older bundle there is moved into ``staging`` first (deleted with it)."""
+    if os.path.isdir(out_dir):
+        os.replace(out_dir, os.path.join(staging, "previous"))
+    os.replace(new, out_dir)
+
+
+def _input_signature(model):
+    graph = model.graph
+    initializers = set(i.name for i in graph.initializer)
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise UnsupportedError("the model has {} inputs; edgecsp builds single-input models".format(len(inputs)))
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in inputs[0].type.tensor_type.shape.dim]
+    return inputs[0].name, dims, [o.name for o in graph.output]
+
+
+def _write(path, text):
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def _fp32_layers(model, findings, extra_tensors):
+    producers = dict((out, node.name) for node in model.graph.node for out in node.output)
+    layers = [{"tensor": f.tensor, "node": f.node, "why": "FP16 overflow: |x| up to {:.4g}".format(f.absmax)}
+              for f in findings]
+    listed = set(layer["tensor"] for layer in layers)
+    for tensor in extra_tensors:
+        if tensor not in producers:
+            raise InputError("--fp32-tensor {} is not a tensor written by a node of the model".format(tensor))
+        if tensor not in listed:
+            layers.append({"tensor": tensor, "node": producers[tensor], "why": "requested"})
+    return layers
+
+
+def write_bundle(onnx_path, out_dir, precision=None, target="tx2", **options):
+    """Write the device bundle for ``target`` at ``out_dir`` (a folder) from the ONNX at ``onnx_path``.
+
+    ``options`` are TensorRTOptions fields (calib=..., workspace_mib=...). Returns ``out_dir``. Raises
+    UnsupportedError (refused precision, opset, lint errors with every offending node and its fix), InputError
+    (bad options or calibration source) before anything is written.
+    """
+    onnx = require("onnx", "writing a TensorRT device bundle")
+    target = get_target(target)
+    if target.backend != BACKEND:
+        raise UnsupportedError("target {} uses the {} backend, not {}".format(target.name, target.backend, BACKEND))
+    opts = make_options(**options)
+    precision = check_precision_policy(target, precision, opts.allow_slow_int8)
+    dla_core = check_dla(target, opts.dla_core, precision)
+    if precision == "int8" and not (opts.calib or opts.calib_cache):
+        raise InputError("INT8 needs calibration data: pass --calib with " + SOURCE_HELP + " (or --calib-cache with a "
+                         "TensorRT cache or the .calibration.json of an earlier bundle)")
+    out_dir = str(out_dir)
+    _check_out_dir(out_dir)
+    source_path = str(onnx_path)
+    where = os.path.basename(source_path)
+    model, meta = load_onnx(source_path)
+    model, notes = fit_graph(model, meta, target, simplify=opts.simplify, where=where)
+    findings = lint_model(model, target)
+    raise_on_errors(findings, where, target)
+    source_sha = file_sha256(source_path)
+    meta = meta.with_extra(target=target.name, precision=precision, backend=BACKEND, source_onnx_sha256=source_sha)
+    set_onnx_meta(model, meta)
+    input_name, input_shape, outputs = _input_signature(model)
+    given = _given_cache(opts, source_sha, meta) if precision == "int8" and opts.calib_cache else None
+    calib_set = calibration_set(opts, meta, batch_size_of(input_shape)) if opts.calib else None
+
+    with staging_folder(out_dir) as staging:
+        folder = os.path.join(staging, "bundle")
+        os.makedirs(folder)
+        onnx_name = os.path.splitext(where)[0] + ".onnx"
+        onnx.save(model, os.path.join(folder, onnx_name))
+        fp16_record = {"ran": False, "why_not": "no calibration images (--calib)"}
+        overflowing = []
+        if not opts.fp16_check:
+            fp16_record["why_not"] = "disabled (--no-fp16-check)"
+        elif precision == "fp32":
+            fp16_record["why_not"] = "FP32 build"
+        elif calib_set is not None:
+            from edgecsp.backends.tensorrt.fp16_check import fp16_range_report, report_dict
+
+            overflowing = fp16_range_report(model, calib_set)
+            _write(os.path.join(folder, FP16_REPORT),
+                   json.dumps(report_dict(overflowing, calib_set.num_samples, opts.calib), indent=2) + "\n")
+            fp16_record = {"ran": True, "images": calib_set.num_samples, "report": FP16_REPORT}
+        calibration = None
+        if precision == "int8":
+            engine = "{}-{}-int8{}".format(os.path.splitext(onnx_name)[0], target.name, target.suffix)
+            calibration = _calibrate(model, folder, target, opts, given, calib_set, source_sha, engine)
+        manifest = BundleManifest(
+            target=target.name, precision=precision, onnx=onnx_name,
+            onnx_sha256=file_sha256(os.path.join(folder, onnx_name)), input_name=input_name,
+            input_shape=input_shape, outputs=outputs, meta=meta.to_dict(), trt_version=list(target.trt_version),
+            sm=target.sm, workspace_mib=opts.workspace_mib, max_batch=opts.max_batch, dla_core=dla_core,
+            allow_slow_int8=bool(opts.allow_slow_int8),
+            fp32_layers=_fp32_layers(model, overflowing, opts.fp32_tensors), calibration=calibration,
+            fp16_check=fp16_record,
+            lint={"matrix": matrix_key(target), "warnings": [str(f) for f in findings if f not in errors_of(findings)]},
+            notes=notes, source_onnx=where, source_onnx_sha256=source_sha, edgecsp=__version__)
+        _write(os.path.join(folder, BUNDLE_MANIFEST), to_json(manifest))
+        _write(os.path.join(folder, COMMANDS_FILE), commands_text(manifest))
+        os.chmod(os.path.join(folder, COMMANDS_FILE), 0o755)
+        _write(os.path.join(folder, README_FILE), readme_text(manifest))
+        _replace_folder(folder, out_dir, staging)
+    return out_dir
+
+
+def _given_cache(opts, source_sha, meta):
+    """``(cache text, record or None)`` for --calib-cache: a TensorRT cache file, or the .calibration.json of an
+    earlier bundle (reused only for the same source model, preprocessing and method)."""
+    path = opts.calib_cache
+    record = None
+    if path.lower().endswith(".json"):
+        record, path = reusable_cache(path, source_sha, meta, opts.calib_method)
+    try:
+        with open(path) as handle:
+            text = handle.read()
+    except (IOError, OSError) as exc:
+        raise InputError("cannot read calibration cache {}: {}".format(path, exc))
+    parse_cache(text)
+    return text, record
+
+
+def _calibrate(model, folder, target, opts, given, calib_set, source_sha, engine):
+    """The calibration provenance for bundle.json; writes calib.cache (and its .calibration.json record)."""
+    algorithm = ALGORITHMS[opts.calib_method]
+    if given is None and opts.calibrate_on == "device":
+        return {"method": opts.calib_method, "algorithm": algorithm, "cache": None, "computed_on": "device (TensorRT)",
+                "config": {"source": os.path.abspath(opts.calib), "count": opts.calib_count,
+                           "seed": opts.calib_seed, "every": opts.calib_every}}
+    if given is not None:
+        text, record = given
+        summary = {"method": (record or {}).get("algorithm", {}).get("method", "given"),
+                   "source": os.path.basename(opts.calib_cache), "computed_on": "earlier calibration (given)"}
+    else:
+        text, _ = calibration_cache(model, lambda: iter(calib_set), target.trt_version[0], opts.calib_method,
+                                    opts.calib_percentile)
+        method = {"tool": "edgecsp histograms over ONNX Runtime (FP32 model)", "method": opts.calib_method,
+                  "cache_algorithm": algorithm}
+        if opts.calib_method == "percentile":
+            method["percentile"] = opts.calib_percentile
+        record = calib_set.provenance(source_sha, method, tools=_host_tools())
+        summary = {"method": opts.calib_method, "source": opts.calib, "samples": calib_set.num_samples,
+                   "fingerprint": calib_set.fingerprint(), "computed_on": "host (ONNX Runtime, FP32 model)"}
+    _write(os.path.join(folder, CACHE_FILE), text)
+    summary.update(cache=CACHE_FILE, algorithm=parse_cache(text)[1])
+    if record is not None:
+        record = dict(record, cache={"file": CACHE_FILE, "sha256": file_sha256(os.path.join(folder, CACHE_FILE))})
+        summary["record"] = os.path.basename(provenance_path(engine))
+        write_json_atomic(os.path.join(folder, summary["record"]), record)
+    return summary
+
+
+def _host_tools():
+    from edgecsp._lazy import available
+
+    tools = {}
+    for name in ("onnx", "onnxruntime"):
+        if available(name):
+            tools[name] = __import__(name).__version__
+    return tools

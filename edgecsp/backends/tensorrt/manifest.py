@@ -1,0 +1,203 @@
+"""Manifests: the device bundle's ``bundle.json`` and the sidecar ``<engine>.json`` next to every engine.
+
+A TensorRT engine only runs with the TensorRT version and on the GPU it was built with, and carries none of
+edgecsp's metadata; its sidecar manifest records both, and it is checked before the engine is deserialized.
+The engine file itself stays a plain TensorRT plan (trtexec, DeepStream and Triton load it). Pure JSON and
+hashing: Python 3.6, no TensorRT needed.
+"""
+import hashlib
+import json
+import os
+from typing import List, NamedTuple, Optional
+
+from edgecsp.backends.tensorrt.policy import sm_label
+from edgecsp.errors import InputError, MetadataError, UnsupportedError
+from edgecsp.runtime.meta import ModelMeta
+
+BUNDLE_MANIFEST = "bundle.json"
+BUNDLE_KIND = "edgecsp-device-bundle"
+ENGINE_KIND = "edgecsp-tensorrt-engine"
+FORMAT = 1
+
+
+class BundleManifest(NamedTuple):
+    """What the host decided for the device build; the device builds exactly this."""
+
+    target: str
+    precision: str
+    onnx: str  # file name inside the bundle
+    onnx_sha256: str
+    input_name: str
+    input_shape: List[Optional[int]]  # NCHW, None for dynamic dimensions
+    outputs: List[str]
+    meta: dict  # ModelMeta.to_dict() of the bundled ONNX (the device may lack the onnx package)
+    trt_version: List[str]  # the target's (lowest, highest) TensorRT when the bundle was written
+    sm: Optional[str]
+    workspace_mib: int
+    max_batch: int = 1
+    dla_core: Optional[int] = None
+    allow_slow_int8: bool = False
+    fp32_layers: List[dict] = []  # [{"tensor", "node", "why"}]: kept in FP32 on the device
+    calibration: Optional[dict] = None  # {"method", "cache", "source", "images", "percentile", "algorithm"}
+    fp16_check: dict = {}  # {"ran", "images", "report", "why_not"}
+    lint: dict = {}  # {"matrix", "warnings"}
+    notes: List[str] = []
+    source_onnx: str = ""
+    source_onnx_sha256: str = ""
+    edgecsp: str = ""
+    format: int = FORMAT
+    kind: str = BUNDLE_KIND
+
+
+class EngineManifest(NamedTuple):
+    """The sidecar of an engine: where it runs, what it computes, how it was built."""
+
+    engine: str  # file name of the engine next to this manifest
+    engine_sha256: str
+    tensorrt: str  # tensorrt.__version__ that built it
+    gpu: str
+    sm: str
+    target: str
+    precision: str
+    input_name: str
+    input_shape: List[Optional[int]]
+    outputs: List[str]
+    onnx_sha256: str
+    meta: dict
+    max_batch: int = 1
+    calibration: Optional[dict] = None
+    fp32_layers: List[dict] = []
+    dla_core: Optional[int] = None
+    workspace_mib: int = 0
+    edgecsp: str = ""
+    format: int = FORMAT
+    kind: str = ENGINE_KIND
+
+
+def sha256_of(path):
+    # type: (str) -> str
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_path(engine_path):
+    # type: (str) -> str
+    """The sidecar manifest of an engine: ``model.engine`` -> ``model.engine.json``."""
+    return str(engine_path) + ".json"
+
+
+def to_json(record):
+    # type: (...) -> str
+    return json.dumps(record._asdict(), indent=2, sort_keys=True) + "\n"
+
+
+def _from_dict(cls, data, where, kind):
+    if not isinstance(data, dict) or data.get("kind") != kind:
+        raise MetadataError("{} is not an {} manifest (kind {!r})".format(
+            where, kind, data.get("kind") if isinstance(data, dict) else type(data).__name__))
+    if int(data.get("format", FORMAT)) > FORMAT:
+        raise MetadataError("{} uses manifest format {} but this edgecsp reads up to {}: upgrade edgecsp on this "
+                            "device".format(where, data.get("format"), FORMAT))
+    fields = dict((k, v) for k, v in data.items() if k in cls._fields)
+    try:
+        return cls(**fields)
+    except TypeError as exc:
+        raise MetadataError("{} is an incomplete {} manifest ({})".format(where, kind, exc))
+
+
+def _load_json(path, hint):
+    if not os.path.isfile(path):
+        raise MetadataError("{} not found: {}".format(path, hint))
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except ValueError as exc:
+        raise MetadataError("{} is not valid JSON ({}): {}".format(path, exc, hint))
+
+
+# -- bundles --------------------------------------------------------------------------------------------------
+def read_bundle(folder):
+    # type: (str) -> BundleManifest
+    """The manifest of the device bundle ``folder``; MetadataError when it is not a bundle."""
+    path = os.path.join(str(folder), BUNDLE_MANIFEST)
+    data = _load_json(path, "a device bundle is a folder written by `edgecsp build --target T model.onnx` on a "
+                            "machine without the target's GPU")
+    return _from_dict(BundleManifest, data, path, BUNDLE_KIND)
+
+
+def check_bundle_files(folder, manifest):
+    # type: (str, BundleManifest) -> str
+    """The bundled ONNX's path after checking it is the one the manifest describes (sha256); InputError else."""
+    onnx_path = os.path.join(str(folder), manifest.onnx)
+    where = os.path.basename(os.path.abspath(str(folder)))
+    if not os.path.isfile(onnx_path):
+        raise InputError("bundle {} lacks {}: copy the whole folder from the host again".format(where, manifest.onnx))
+    found = sha256_of(onnx_path)
+    if found != manifest.onnx_sha256:
+        raise InputError("{} in bundle {} does not match its manifest (sha256 {}... != {}...): it was modified or "
+                         "copied incompletely; copy the bundle again or rebuild it on the host".format(
+                             manifest.onnx, where, found[:12], manifest.onnx_sha256[:12]))
+    if manifest.calibration and manifest.calibration.get("cache"):
+        cache = os.path.join(str(folder), manifest.calibration["cache"])
+        if not os.path.isfile(cache):
+            raise InputError("bundle {} lacks its calibration cache {}: copy the whole folder again".format(
+                where, manifest.calibration["cache"]))
+    return onnx_path
+
+
+# -- engines --------------------------------------------------------------------------------------------------
+def read_engine_manifest(engine_path):
+    # type: (str) -> EngineManifest
+    """The sidecar manifest of ``engine_path``; MetadataError (saying how to get one) when it is missing."""
+    path = manifest_path(engine_path)
+    if not os.path.isfile(path):
+        raise MetadataError("{} has no sidecar manifest {}: edgecsp needs it to check the TensorRT version and GPU "
+                            "and to post-process; build the engine with `edgecsp build` (a trtexec engine has "
+                            "none)".format(os.path.basename(str(engine_path)), os.path.basename(path)))
+    data = _load_json(path, "rebuild the engine with `edgecsp build`")
+    return _from_dict(EngineManifest, data, path, ENGINE_KIND)
+
+
+def engine_meta(engine_path):
+    # type: (str) -> ModelMeta
+    """The edgecsp metadata of an engine, from its sidecar manifest."""
+    manifest = read_engine_manifest(engine_path)
+    return ModelMeta.from_dict(manifest.meta, manifest_path(engine_path))
+
+
+def rebuild_hint(target):
+    # type: (str) -> str
+    return ("rebuild it on this device: `edgecsp build --target {} --device-build BUNDLE_FOLDER` (or from the "
+            ".onnx), then run the new engine".format(target))
+
+
+def check_engine_manifest(manifest, trt_version, sm, engine_name="engine", onnx_sha256=None):
+    # type: (EngineManifest, Optional[str], Optional[str], str, Optional[str]) -> None
+    """UnsupportedError when the engine cannot run here: another TensorRT version, another GPU, or (when
+    ``onnx_sha256`` is given) built from another ONNX. The message says to rebuild on this device."""
+    problems = []
+    if trt_version is not None and str(trt_version) != manifest.tensorrt:
+        problems.append("it was built with TensorRT {} but this device has TensorRT {}".format(
+            manifest.tensorrt, trt_version))
+    if sm is not None and str(sm) != str(manifest.sm):
+        problems.append("it was built for {} ({}) but this GPU is {}".format(
+            sm_label(manifest.sm), manifest.gpu or manifest.target, sm_label(sm)))
+    if onnx_sha256 is not None and onnx_sha256 != manifest.onnx_sha256:
+        problems.append("it was built from another ONNX (sha256 {}... != {}...)".format(
+            manifest.onnx_sha256[:12], onnx_sha256[:12]))
+    if problems:
+        raise UnsupportedError("{} cannot run here: {}; TensorRT engines only run where they were built: {}".format(
+            engine_name, "; ".join(problems), rebuild_hint(manifest.target)))
+
+
+def check_engine_file(engine_path, manifest):
+    # type: (str, EngineManifest) -> None
+    """UnsupportedError when the engine file is not the one its manifest describes (replaced or truncated)."""
+    found = sha256_of(engine_path)
+    if found != manifest.engine_sha256:
+        raise UnsupportedError("{} does not match its manifest (sha256 {}... != {}...): it was replaced or copied "
+                               "incompletely; {}".format(os.path.basename(str(engine_path)), found[:12],
+                                                         manifest.engine_sha256[:12], rebuild_hint(manifest.target)))

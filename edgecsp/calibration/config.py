@@ -1,0 +1,102 @@
+"""What a calibrated (INT8) build is asked to do: the calibration data and the accuracy it must keep.
+
+Plain records shared by ``edgecsp build``, the backends and their tests; Python 3.6 compatible.
+"""
+from typing import NamedTuple, Optional
+
+from edgecsp.errors import InputError
+
+DEFAULT_CALIB_COUNT = 300  # NNCF's default subset size: enough for stable activation ranges on CNN detectors
+METRICS = ("map50", "map50_95")  # what --max-drop is measured on; points of mAP x 100
+SOURCE_HELP = "a folder of images, a video, a COCO annotations .json, an image, or shapes:SEED (synthetic)"
+
+
+class CalibrationConfig(NamedTuple):
+    """Where the calibration images come from and how many of them are used.
+
+    ``source``: a folder of images, a video (every ``every``-th frame), a COCO json (its ``file_name`` entries,
+    relative to ``images`` or the json's folder), one image, or ``shapes:SEED`` (the synthetic generator).
+    ``count`` images are drawn from the source with ``seed``; the whole source when it has exactly ``count``.
+    ``cache``: the provenance record (``<artefact>.calibration.json``) of an earlier calibration whose result
+    is reused instead of calibrating again; refused when its model or preprocessing differ from this build's.
+    """
+
+    source: Optional[str] = None
+    count: int = DEFAULT_CALIB_COUNT
+    seed: int = 0
+    every: Optional[int] = None  # video: take every Nth frame; None spreads ``count`` frames over the video
+    images: Optional[str] = None  # COCO json: the folder its file_names are relative to
+    cache: Optional[str] = None
+
+    def checked(self):
+        """This config if its values are usable; InputError naming the option otherwise."""
+        if not self.source and not self.cache:
+            raise InputError("INT8 needs calibration data: pass --calib with " + SOURCE_HELP)
+        _positive_int(self.count, "--calib-count")
+        if self.every is not None:
+            _positive_int(self.every, "--calib-every")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError("--calib-seed must be a non-negative integer, got {!r}".format(self.seed))
+        return self
+
+
+class AccuracyControl(NamedTuple):
+    """Validation data and the largest accuracy drop an INT8 build may cost.
+
+    ``max_drop`` is in points of ``metric`` (mAP x 100, so 0.5 means 0.5 mAP points); None measures the
+    drop and records it without enforcing a bound. ``data`` is a COCO annotations json, ``images`` the folder
+    its file names are relative to (default: the json's folder). Keep it apart from the calibration data.
+    """
+
+    data: str
+    max_drop: Optional[float] = None
+    images: Optional[str] = None
+    metric: str = "map50"
+
+    def checked(self):
+        if not self.data:
+            raise InputError("--max-drop needs validation data: pass --val-data annotations.json [--val-images DIR]")
+        if self.max_drop is not None:
+            try:
+                value = float(self.max_drop)
+            except (TypeError, ValueError):
+                value = -1.0
+            if not 0.0 <= value <= 100.0 or value != value:
+                raise InputError("--max-drop is in mAP points (0..100), got {!r}".format(self.max_drop))
+        if self.metric not in METRICS:
+            raise InputError("the accuracy metric must be one of {}, got {!r}".format(", ".join(METRICS), self.metric))
+        return self
+
+
+def _positive_int(value, option):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError("{} must be a positive integer, got {!r}".format(option, value))
+    return value
+
+
+# `edgecsp build` options (BuildConfig.options keys, the CLI flags without "--") that INT8 builds take
+CALIBRATION_OPTIONS = ("calib", "calib_count", "calib_seed", "calib_every", "calib_cache")
+ACCURACY_OPTIONS = ("max_drop", "val_data", "val_images")
+
+
+def int8_options(options, accepted=CALIBRATION_OPTIONS + ACCURACY_OPTIONS):
+    """``(CalibrationConfig or None, AccuracyControl or None)`` from build options such as ``{"calib": "shapes:0",
+    "calib_count": 100, "max_drop": 0.5, "val_data": "val/annotations.json"}``; InputError for others."""
+    options = dict((k, v) for k, v in dict(options or {}).items() if v is not None)
+    strays = sorted(k for k in options if k not in accepted)
+    if strays:
+        raise InputError("unknown INT8 build option {}: the options are {}".format(
+            ", ".join(strays), ", ".join(accepted)))
+    calibration = None
+    if any(k in options for k in CALIBRATION_OPTIONS):
+        calibration = CalibrationConfig(source=options.get("calib"),
+                                        count=options.get("calib_count", DEFAULT_CALIB_COUNT),
+                                        seed=options.get("calib_seed", 0), every=options.get("calib_every"),
+                                        cache=options.get("calib_cache"))
+    accuracy = None
+    if any(k in options for k in ACCURACY_OPTIONS):
+        if "val_data" not in options:
+            raise InputError("--max-drop and --val-images need validation data: pass --val-data annotations.json")
+        accuracy = AccuracyControl(data=options["val_data"], max_drop=options.get("max_drop"),
+                                   images=options.get("val_images"))
+    return calibration, accuracy

@@ -1,0 +1,133 @@
+"""INT8 builds for cpu (OpenVINO + NNCF) and cpu-ort (ONNX Runtime QDQ): metadata, provenance, bad input."""
+import os
+
+import numpy as np
+import pytest
+
+from edgecsp._lazy import available
+from edgecsp.backends import file_sha256, open_runner, read_artefact_meta
+from edgecsp.build import BuildConfig, build
+from edgecsp.calibration import provenance_path, read_record
+from edgecsp.cli import main
+from edgecsp.errors import InputError, UnsupportedError, VerificationError
+
+needs_nncf = pytest.mark.skipif(not (available("nncf") and available("openvino")), reason="needs nncf and openvino")
+CALIB = {"calib": "shapes:0", "calib_count": 4}
+
+
+def _written(folder, prefix):
+    return sorted(n for n in os.listdir(str(folder)) if n.startswith(prefix))
+
+
+@pytest.mark.openvino
+@needs_nncf
+def test_openvino_int8_carries_metadata_and_provenance(tiny_detector_onnx, tmp_path):
+    out = build(BuildConfig(tiny_detector_onnx, target="cpu", precision="int8", output=str(tmp_path / "m.xml"),
+                            options=CALIB))
+    assert _written(tmp_path, "m.") == ["m.bin", "m.calibration.json", "m.xml"]
+    meta = read_artefact_meta(out)
+    assert meta.extra["precision"] == "int8" and meta.extra["target"] == "cpu"
+    calibration = meta.extra["calibration"]
+    assert calibration["samples"] == 4 and calibration["provenance"] == "m.calibration.json"
+    record = read_record(provenance_path(out))
+    assert record["model"]["sha256"] == file_sha256(tiny_detector_onnx)
+    assert record["data"]["fingerprint"] == calibration["fingerprint"] and record["samples"] == 4
+    assert record["algorithm"]["method"] == "nncf.quantize/MIXED" and record["algorithm"]["fake_quantize_ops"] > 0
+    assert set(record["algorithm"]["kept_float"]) == {"/predict.0/Conv/WithoutBiases", "/predict.1/Conv/WithoutBiases"}
+    assert "nncf" in record["tools"] and "openvino" in record["tools"]
+    assert record["preprocessing"]["input_size"] == [128, 128]
+    with open_runner(out) as runner:
+        outputs = runner.infer(np.full((1, 3, 128, 128), 0.5, np.float32))
+    assert all(np.isfinite(o).all() for o in outputs)
+    # an FP32 rebuild to the same path drops the INT8 record: it would describe another artefact
+    build(BuildConfig(tiny_detector_onnx, target="cpu", precision="fp32", output=out))
+    assert _written(tmp_path, "m.") == ["m.bin", "m.xml"]
+
+
+@pytest.mark.onnxruntime
+def test_onnxruntime_int8_is_qdq_and_runs(tiny_detector_onnx, tmp_path):
+    import onnx
+
+    out = build(BuildConfig(tiny_detector_onnx, target="cpu-ort", precision="int8", output=str(tmp_path / "q.onnx"),
+                            options=CALIB))
+    ops = [n.op_type for n in onnx.load(out).graph.node]
+    assert ops.count("QuantizeLinear") > 10 and ops.count("Conv") >= 2
+    meta = read_artefact_meta(out)
+    assert meta.extra["precision"] == "int8" and meta.extra["calibration"]["samples"] == 4
+    assert read_record(provenance_path(out))["algorithm"]["method"].startswith("onnxruntime.quantize_static/QDQ")
+    with open_runner(out) as runner:
+        assert all(np.isfinite(o).all() for o in runner.infer(np.full((1, 3, 128, 128), 0.5, np.float32)))
+
+
+@pytest.mark.parametrize("target", ["cpu", "cpu-ort"])
+def test_bad_int8_requests_write_nothing(tiny_detector_onnx, tmp_path, target):
+    if not available("openvino" if target == "cpu" else "onnxruntime"):
+        pytest.skip("backend not installed")
+    suffix = ".xml" if target == "cpu" else ".onnx"
+    out = str(tmp_path / ("bad" + suffix))
+    cases = [
+        ({}, "int8", InputError, "INT8 needs calibration data: pass --calib"),
+        (CALIB, "fp32", InputError, "apply to --precision int8, not fp32"),
+        ({"calib": "shapes:0", "calib_count": 0}, "int8", InputError, "--calib-count must be a positive integer"),
+        ({"calib": str(tmp_path / "nowhere")}, "int8", InputError, "calibration source .*nowhere does not exist"),
+    ]
+    if target == "cpu":
+        cases.append(({"calib": "shapes:0", "calib_cache": "x.calibration.json"}, "int8", UnsupportedError,
+                      "calibrates on every build"))
+    else:
+        cases.append(({"calib": "shapes:0", "max_drop": 1.0}, "int8", InputError, "takes no option max_drop"))
+    for options, precision, error, message in cases:
+        with pytest.raises(error, match=message):
+            build(BuildConfig(tiny_detector_onnx, target=target, precision=precision, output=out, options=options))
+        assert _written(tmp_path, "bad") == []
+
+
+@pytest.mark.openvino
+@needs_nncf
+def test_max_drop_failure_says_what_was_reached(tiny_detector_onnx, shapes_val, tmp_path, monkeypatch):
+    import edgecsp.backends.openvino.quantize as quantize
+
+    figures = {"fp32": 0.90, "int8": 0.87}
+    monkeypatch.setattr(quantize, "measure", lambda ov, model, meta, precision, dataset, metric: figures[precision])
+    monkeypatch.setattr(quantize, "_controlled", lambda nncf, model, *args: model)  # NNCF's search is not the point
+    out = str(tmp_path / "strict.xml")
+    with pytest.raises(VerificationError, match=r"INT8 map50 is 87.00 vs FP32 90.00 on 10 images of annotations.json: "
+                                                r"a drop of 3.00 points, above --max-drop 0.5; nothing was written"):
+        build(BuildConfig(tiny_detector_onnx, target="cpu", precision="int8", output=out,
+                          options=dict(CALIB, max_drop=0.5, val_data=shapes_val)))
+    assert _written(tmp_path, "strict") == []
+
+
+@pytest.mark.openvino
+@needs_nncf
+def test_max_drop_runs_accuracy_control_and_records_the_drop(tiny_detector_onnx, shapes_val, tmp_path):
+    out = build(BuildConfig(tiny_detector_onnx, target="cpu", precision="int8", output=str(tmp_path / "ac.xml"),
+                            options=dict(CALIB, max_drop=100.0, val_data=shapes_val)))
+    record = read_record(provenance_path(out))
+    assert record["algorithm"]["method"] == "nncf.quantize_with_accuracy_control/MIXED"
+    assert record["algorithm"]["max_drop"] == 100.0
+    accuracy = record["accuracy"]
+    assert accuracy["validation_images"] == 10 and accuracy["metric"] == "map50"
+    assert accuracy["drop_points"] == pytest.approx(100.0 * (accuracy["fp32"] - accuracy["int8"]))
+    assert read_artefact_meta(out).extra["calibration"]["accuracy"] == accuracy
+
+
+@pytest.mark.openvino
+@needs_nncf
+def test_cli_int8_build_and_its_errors(tiny_detector_onnx, tmp_path, capsys):
+    out = str(tmp_path / "cli.xml")
+    assert main(["build", "--target", "cpu", "-p", "int8", tiny_detector_onnx, "-o", out, "--calib", "shapes:3",
+                 "--calib-count", "3", "--calib-seed", "1"]) == 0
+    assert read_record(provenance_path(out))["data"]["source"] == "shapes:3"
+    capsys.readouterr()
+    folder = tmp_path / "two"
+    folder.mkdir()
+    import cv2
+
+    for i in range(2):
+        cv2.imwrite(str(folder / "{}.png".format(i)), np.zeros((8, 8, 3), np.uint8))
+    code = main(["build", "--target", "cpu", "-p", "int8", tiny_detector_onnx, "-o", str(tmp_path / "few.xml"),
+                 "--calib", str(folder), "--calib-count", "5"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 3 and len(err) == 1 and "has 2 images, fewer than --calib-count 5" in err[0]
+    assert _written(tmp_path, "few") == []

