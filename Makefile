@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
+	mkdir -p $(OUT) engines
 	$(BIN)/edgecsp export --card models/$(MODEL).json -o $(ONNX)
 	$(BIN)/edgecsp build --target cpu --precision fp32 $(ONNX) -o $(IR)
 	$(BIN)/edgecsp data video $(OUT)/demo.mp4 --frames 250 --seed 7

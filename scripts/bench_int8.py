@@ -5,7 +5,8 @@
 Each measurement runs in its own process (a fresh runtime, no cache or allocator state shared) and the
 artefacts alternate round by round, so slow drifts of a shared machine hit all of them alike. A process
 opens the runner, warms up, then calls ``runner.infer`` on one preprocessed frame (batch 1, synchronous) for
-``--seconds``; the result per artefact is the median over rounds, reported with its ratio to the first artefact.
+``--seconds``. Reported per artefact: the median fps over rounds and the median of its per-round ratios to the
+first artefact (each round's pair is measured back to back, so load drifts of a shared machine cancel out).
 """
 import argparse
 import json
@@ -68,14 +69,18 @@ def main(argv=None):
             runs[path].append(result)
             print("round {} {:<40} {:8.1f} fps  {:6.2f} ms".format(round_index + 1, os.path.basename(path),
                                                                   result["fps"], result["median_ms"]))
-    base = statistics.median(r["fps"] for r in runs[args.artefacts[0]])
+    baseline = runs[args.artefacts[0]]
     summary = []
     for path in args.artefacts:
         fps = statistics.median(r["fps"] for r in runs[path])
-        summary.append({"artefact": path, "median_fps": fps, "ratio": fps / base,
-                        "median_ms": statistics.median(r["median_ms"] for r in runs[path]), "runs": runs[path]})
-        print("{:<44} median {:8.1f} fps  x{:.2f} vs {}".format(os.path.basename(path), fps, fps / base,
-                                                                 os.path.basename(args.artefacts[0])))
+        # the ratio within each round (measured back to back) is what a shared machine's load drifts cancel in
+        ratios = [r["fps"] / b["fps"] for r, b in zip(runs[path], baseline)]
+        summary.append({"artefact": path, "median_fps": fps, "ratio": statistics.median(ratios),
+                        "round_ratios": ratios, "median_ms": statistics.median(r["median_ms"] for r in runs[path]),
+                        "runs": runs[path]})
+        print("{:<40} median {:8.1f} fps  x{:.2f} vs {} (per round x{:.2f} .. x{:.2f})".format(
+            os.path.basename(path), fps, statistics.median(ratios), os.path.basename(args.artefacts[0]),
+            min(ratios), max(ratios)))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"rounds": args.rounds, "seconds": args.seconds, "threads": args.threads, "results": summary},

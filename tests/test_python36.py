@@ -11,6 +11,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE_CODE = ["edgecsp/__init__.py", "edgecsp/__main__.py", "edgecsp/errors.py", "edgecsp/_lazy.py",
                "edgecsp/targets.py", "edgecsp/build.py", "edgecsp/runtime", "edgecsp/backends",
                "edgecsp/cli/__init__.py", "edgecsp/cli/infer.py", "edgecsp/cli/build.py", "edgecsp/cli/targets.py",
+               # the parser imports every command module, so `edgecsp --help` on the Jetson parses all of edgecsp/cli
+               "edgecsp/cli",
                # the TensorRT device build calibrates through edgecsp.calibration, which reads COCO lists
                "edgecsp/calibration", "edgecsp/evaluation/dataset.py", "edgecsp/evaluation/detection_map.py"]
 

@@ -485,8 +485,10 @@ def generate_video(path, frames, seed, size=(360, 640), fps=25):
     if not ext:
         raise InputError("video path {!r} has no extension: use a name such as clip.mp4".format(path))
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise InputError("folder {} does not exist: create it or pick another video path".format(folder))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise InputError("cannot create folder {} ({}): pick another video path".format(folder, exc.strerror))
     cv2 = _cv2()
     rng = np.random.default_rng([seed, 0x5649444F])  # "VIDO": a stream distinct from generate_dataset's
     background = _background(rng, cv2, h, w, calm=True)

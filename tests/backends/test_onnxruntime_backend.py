@@ -206,7 +206,9 @@ def test_failed_build_leaves_no_file(tiny, tmp_path, monkeypatch):
 def test_suffixes_choose_backends(tmp_path):
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"")
-    with pytest.raises(UnsupportedError, match="tensorrt backend \\(not yet\\)"):
-        open_runner(str(engine))
+    runner = open_runner(str(engine))
+    assert type(runner).__name__ == "TensorRTRunner"
+    with pytest.raises(MetadataError, match="manifest"):  # checked before TensorRT is even imported
+        runner.__enter__()
     with pytest.raises(InputError, match="cannot tell which backend"):
         open_runner(str(tmp_path / "model.pt"))
