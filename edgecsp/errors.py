@@ -51,4 +51,5 @@ EXIT_CODES = [
     (VerificationError.exit_code, "parity check failed (export/simplify/build outputs differ)"),
     (UnsupportedError.exit_code, "unsupported target, precision, operator or combination"),
     (130, "interrupted (Ctrl-C)"),
+    (141, "stdout closed early (broken pipe)"),
 ]

@@ -14,8 +14,9 @@ from edgecsp.runtime.meta import META_KEY, ModelMeta
 
 # Which `edgecsp export` options supply the metadata; kept here so every message says the same. The registry
 # model gives anchors and strides, --card the class names, --input-size the input size.
-EXPORT_META_HINT = ("export it with `edgecsp export MODEL [--checkpoint W.pt]` or `edgecsp export --card CARD.json` "
-                    "(the card names the classes), which embed it")
+EXPORT_META_HINT = ("export it with `edgecsp export MODEL [--checkpoint W.pt]`, `--card CARD.json` or "
+                    "`--darknet CFG WEIGHTS`, or describe an existing ONNX with "
+                    "`edgecsp export --onnx M.onnx --names FILE --anchors ...`")
 
 
 def load_meta_or_raise(meta_json, path):

@@ -76,7 +76,7 @@ def _positive_int(value, option):
 
 # `edgecsp build` options (BuildConfig.options keys, the CLI flags without "--") that INT8 builds take
 CALIBRATION_OPTIONS = ("calib", "calib_count", "calib_seed", "calib_every", "calib_cache")
-ACCURACY_OPTIONS = ("max_drop", "val_data", "val_images")
+ACCURACY_OPTIONS = ("max_drop", "val_data", "val_images", "val_metric")
 
 
 def int8_options(options, accepted=CALIBRATION_OPTIONS + ACCURACY_OPTIONS):
@@ -98,5 +98,5 @@ def int8_options(options, accepted=CALIBRATION_OPTIONS + ACCURACY_OPTIONS):
         if "val_data" not in options:
             raise InputError("--max-drop and --val-images need validation data: pass --val-data annotations.json")
         accuracy = AccuracyControl(data=options["val_data"], max_drop=options.get("max_drop"),
-                                   images=options.get("val_images"))
+                                   images=options.get("val_images"), metric=options.get("val_metric", "map50"))
     return calibration, accuracy

@@ -52,6 +52,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         sys.stderr.write("edgecsp {}: interrupted\n".format(args.command))
         return 130
+    except BrokenPipeError:
+        # stdout closed early (e.g. `edgecsp infer ... | head`): not an error worth a traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def entry_point():

@@ -11,7 +11,8 @@ _TRT_OPTIONS = (("workspace", "workspace_mib"), ("calib", "calib"),
                 ("max_batch", "max_batch"), ("fp32_tensor", "fp32_tensors"), ("timing_cache", "timing_cache"))
 # --flag -> INT8 option of the cpu / cpu-ort targets (edgecsp.calibration.config.int8_options)
 _INT8_OPTIONS = (("calib_count", "calib_count"), ("calib_seed", "calib_seed"), ("calib_every", "calib_every"),
-                 ("max_drop", "max_drop"), ("val_data", "val_data"), ("val_images", "val_images"))
+                 ("max_drop", "max_drop"), ("val_data", "val_data"), ("val_images", "val_images"),
+                 ("val_metric", "val_metric"))
 
 
 def add_arguments(p):
@@ -52,11 +53,13 @@ def add_arguments(p):
     int8.add_argument("--calib-every", type=int, metavar="N",
                       help="video: take every Nth frame (default: spread --calib-count frames over the video)")
     int8.add_argument("--max-drop", type=float, metavar="POINTS",
-                      help="cpu: accuracy-controlled quantization; fail unless the mAP@0.5 drop on --val-data is at "
+                      help="cpu: accuracy-controlled quantization; fail unless the mAP drop on --val-data is at "
                            "most POINTS (e.g. 0.5)")
     int8.add_argument("--val-data", metavar="ANN.json", help="COCO annotations of the validation images "
                                                              "(not the calibration ones); measures the drop")
     int8.add_argument("--val-images", metavar="DIR", help="folder of the validation images (default: the json's)")
+    int8.add_argument("--val-metric", choices=("map50", "map50_95"),
+                      help="what --max-drop bounds: mAP@0.5 (default) or mAP@0.5:0.95")
 
 
 def build_options(args):

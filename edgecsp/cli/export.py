@@ -23,7 +23,17 @@ def add_arguments(p):
     src.add_argument("--card", help="model card JSON (e.g. models/shapes_tiny_csp.json): model + weights + classes")
     src.add_argument("--darknet", nargs=2, metavar=("CFG", "WEIGHTS"),
                      help="import a darknet model: its .cfg and .weights (AlexeyAB darknet layout)")
-    p.add_argument("--names", help="darknet class names, one per line (e.g. coco.names); default class0..classN-1")
+    src.add_argument("--onnx", metavar="MODEL.onnx",
+                     help="attach edgecsp metadata to an ONNX exported elsewhere (needs --names and --anchors)")
+    p.add_argument("--names", help="class names, one per line (e.g. coco.names); darknet default class0..classN-1")
+    meta = p.add_argument_group("metadata for --onnx (heads in output order)")
+    meta.add_argument("--anchors", help="w,h pairs per head, heads separated by ';', e.g. "
+                                        "\"23,27,37,58,81,82; 81,82,135,169,344,319\"")
+    meta.add_argument("--strides", help="comma-separated stride per output (default: input size / grid size)")
+    meta.add_argument("--scale-x-y", type=float, default=1.0, help="darknet scale_x_y of the heads (default 1.0)")
+    meta.add_argument("--new-coords", action="store_true", help="yolov4-csp / scaled-YOLOv4 box decoding")
+    meta.add_argument("--activated", action="store_true", help="the outputs already went through the logistic")
+    meta.add_argument("--no-letterbox", action="store_true", help="the model expects a plain resize, not letterbox")
     p.add_argument("--checkpoint", "--weights", dest="checkpoint",
                    help="state_dict .pt for the registry model (loaded with weights_only=True)")
     p.add_argument("-o", "--output", help="output .onnx (default engines/<model>-<H>x<W>-op<opset>.onnx)")
@@ -37,6 +47,8 @@ def add_arguments(p):
 
 
 def run(args):
+    if args.onnx:
+        return _attach(args)
     from edgecsp.export.onnx_export import ExportConfig, export
 
     config = ExportConfig(model=args.model, checkpoint=args.checkpoint, card=args.card, output=args.output,
@@ -48,4 +60,23 @@ def run(args):
     print("wrote {} (opset {}, {} -> {} nodes, PyTorch vs ONNX Runtime max |diff| {:.2g}, {:.1f} s)".format(
         report.path, report.opset, report.nodes_raw, report.nodes_simplified, report.torch_vs_ort_max_abs,
         report.seconds))
+    return 0
+
+
+def _attach(args):
+    from edgecsp.errors import InputError
+    from edgecsp.export.attach import AttachConfig, attach_metadata
+
+    if not args.names or not args.anchors:
+        raise InputError("--onnx needs --names FILE and --anchors \"w,h,...; w,h,...\" (one group per output)")
+    try:
+        strides = tuple(int(v) for v in args.strides.split(",")) if args.strides else None
+    except ValueError:
+        raise InputError("--strides {!r} is not a comma-separated list of integers".format(args.strides))
+    path, meta = attach_metadata(AttachConfig(
+        onnx_path=args.onnx, names_file=args.names, anchors=args.anchors, output=args.output, strides=strides,
+        scale_x_y=args.scale_x_y, new_coords=args.new_coords, activated=args.activated,
+        letterbox=not args.no_letterbox, input_size=_size(args.input_size) if args.input_size else None))
+    print("wrote {} ({} classes, heads at strides {})".format(path, meta.num_classes,
+                                                              ", ".join(str(h.stride) for h in meta.heads)))
     return 0

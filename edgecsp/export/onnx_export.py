@@ -149,12 +149,9 @@ def trace_to_onnx(model, path, input_size, opset, batch=1, dynamic_batch=False, 
 
 def set_metadata(onnx_model, meta):
     """Store ``meta`` in ``metadata_props`` (replacing an older value) and return the model."""
-    props = [p for p in onnx_model.metadata_props if p.key != META_KEY]
-    del onnx_model.metadata_props[:]
-    onnx_model.metadata_props.extend(props)
-    entry = onnx_model.metadata_props.add()
-    entry.key, entry.value = META_KEY, meta.to_json()
-    return onnx_model
+    from edgecsp.backends import set_onnx_meta
+
+    return set_onnx_meta(onnx_model, meta)
 
 
 def simplify(onnx_model):

@@ -43,7 +43,8 @@ def draw_detections(image, det, names=None, thickness=None, show_score=True):
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, font_thick)
         # Tag above the box, or inside it when the box touches the top edge.
         top = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1
-        cv2.rectangle(image, (x1, top), (x1 + tw + 2, top + th + base + 2), color, -1)
-        cv2.putText(image, label, (x1 + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+        left = max(0, min(x1, w - tw - 2))  # keep the whole tag inside the frame at the right edge
+        cv2.rectangle(image, (left, top), (left + tw + 2, top + th + base + 2), color, -1)
+        cv2.putText(image, label, (left + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
                     _text_color(color), font_thick, cv2.LINE_AA)
     return image
