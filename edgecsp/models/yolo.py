@@ -285,12 +285,14 @@ class YoloV4CSP(YoloDetector):
 # the table of named variants
 
 
-@register_model("detect", (512, 512), "YOLOv4-CSP: CSPDarknet53-Mish + SPP-CSP + CSP-PAN, 3 heads (80 classes)")
+@register_model("detect", (512, 512), "YOLOv4-CSP: CSPDarknet53-Mish + SPP-CSP + CSP-PAN, 3 heads (80 classes)",
+                paper_params_m=52.9)  # Scaled-YOLOv4, Table 8
 def yolov4_csp(**kwargs):
     return YoloV4CSP(**kwargs)
 
 
-@register_model("detect", (416, 416), "YOLOv4-tiny-style CSP detector, LeakyReLU, 2 heads (80 classes)")
+@register_model("detect", (416, 416), "YOLOv4-tiny-style CSP detector, LeakyReLU, 2 heads (80 classes)",
+                paper_params_m=6.06)  # darknet's yolov4-tiny.cfg
 def yolov4_tiny_csp(**kwargs):
     return CSPTinyDetector(**kwargs)
 

@@ -124,3 +124,12 @@ def test_bad_multipliers_are_input_errors():
         cspnet.cspdarknet53_backbone(width=0)
     with pytest.raises(InputError, match="out_indices"):
         cspnet.cspdarknet53_backbone(width=0.25, out_indices=(5,))
+
+
+def test_detectors_match_their_reference_parameter_counts():
+    from edgecsp.models import create_model, get_entry
+
+    for name in ("yolov4_csp", "yolov4_tiny_csp"):
+        entry = get_entry(name)
+        params = sum(p.numel() for p in create_model(name).parameters()) / 1e6
+        assert abs(params - entry.paper_params_m) / entry.paper_params_m < 0.02, (name, params)
