@@ -5,6 +5,7 @@ state and inputs once for all backends; a backend implements ``_activate``, ``_d
 Python 3.6 compatible: runners go to the Jetson.
 """
 import os
+import threading
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -51,17 +52,57 @@ def check_threads(threads):
     return value
 
 
+class InferHandle(object):
+    """One request started by ``runner.submit(batch)``: ``result()`` waits for its outputs or raises its error.
+
+    Backends complete it from any thread with ``set_result`` or ``set_error``.
+    """
+
+    __slots__ = ("_event", "_outputs", "_error")
+
+    def __init__(self):
+        self._event = threading.Event()
+        self._outputs = None
+        self._error = None
+
+    def set_result(self, outputs):
+        self._outputs = outputs
+        self._event.set()
+
+    def set_error(self, error):
+        self._error = error
+        self._event.set()
+
+    def done(self):
+        # type: () -> bool
+        return self._event.is_set()
+
+    def result(self, timeout=None):
+        # type: (Optional[float]) -> List[np.ndarray]
+        """The outputs, in ``output_names`` order, once the request is done (TimeoutError after ``timeout`` s)."""
+        if not self._event.wait(timeout):
+            raise TimeoutError("inference request not done after {} s".format(timeout))
+        if self._error is not None:
+            raise self._error
+        return self._outputs
+
+
 class BaseRunner(object):
     """Runs one artefact. Use as ``with Runner(path) as runner: outputs = runner.infer(batch)``.
 
     After ``__enter__``: ``meta`` (ModelMeta), ``input_name``, ``input_shape`` (N, C, H, W with None for
     dynamic dimensions) and ``output_names`` (in ``meta.heads`` order, as ``meta.outputs`` lists them).
     ``infer(batch)`` takes a float32 NCHW array and returns one array per output, in ``output_names`` order.
+
+    Several requests in flight (optional): ``set_in_flight(k)`` before ``__enter__``, then ``submit(batch)``
+    returns an :class:`InferHandle` at once; ``in_flight`` says how many requests the backend really overlaps.
+    A backend that overrides nothing runs each ``submit`` synchronously, so every runner supports the calls.
     """
 
     def __init__(self, path):
         self.path = require_file(path)
         self._active = False
+        self._requested_in_flight = 1
         self._meta = None  # type: Optional[ModelMeta]
         self._input_name = ""
         self._input_shape = ()  # type: Tuple[Optional[int], ...]
@@ -79,6 +120,20 @@ class BaseRunner(object):
     def _infer(self, batch):
         """Run a checked, C-contiguous float32 batch; return the outputs in ``self.output_names`` order."""
         raise NotImplementedError
+
+    def _submit(self, batch, handle):
+        """Start a checked batch and complete ``handle`` later, from any thread. The base runs it now."""
+        try:
+            handle.set_result(self._checked_outputs(self._infer(batch)))
+        except Exception as exc:  # the pipeline re-raises it in order, from handle.result()
+            handle.set_error(exc)
+
+    def _in_flight(self):
+        """How many submitted requests the active backend runs at once (1: one after the other)."""
+        return 1
+
+    def _wait_all(self):
+        """Block until every submitted request is done (backends with requests in flight)."""
 
     # -- shared ------------------------------------------------------------------------------------------------
     def _bind(self, meta, input_name, input_shape, output_names):
@@ -192,11 +247,54 @@ class BaseRunner(object):
         # type: (np.ndarray) -> List[np.ndarray]
         """Run ``batch`` (float32 NCHW); one array per output in ``output_names`` order."""
         batch = self.check_input(batch)
-        outputs = list(self._infer(batch))
+        return self._checked_outputs(self._infer(batch))
+
+    def _checked_outputs(self, outputs):
+        outputs = list(outputs)
         if len(outputs) != len(self._output_names):
             raise RuntimeError("{} returned {} outputs for {} names".format(
                 type(self).__name__, len(outputs), len(self._output_names)))
         return outputs
+
+    # -- several requests in flight ----------------------------------------------------------------------------
+    def set_in_flight(self, requests):
+        # type: (int) -> BaseRunner
+        """Ask for ``requests`` concurrent requests (call before ``__enter__``); backends may run fewer."""
+        if self._active:
+            raise RuntimeError("{}: set_in_flight() must come before entering the runner".format(
+                type(self).__name__))
+        try:
+            value = int(requests)
+        except (TypeError, ValueError):
+            value = 0
+        if value < 1 or value != requests:
+            raise InputError("requests in flight must be a positive integer, got {!r}".format(requests))
+        self._requested_in_flight = value
+        return self
+
+    @property
+    def in_flight(self):
+        # type: () -> int
+        """How many requests this runner overlaps (1 for backends without an asynchronous path)."""
+        self._require_active()
+        return max(1, int(self._in_flight()))
+
+    def submit(self, batch):
+        # type: (np.ndarray) -> InferHandle
+        """Start ``batch``; returns an :class:`InferHandle` (``result()`` gives what ``infer`` would).
+
+        Blocks while ``in_flight`` requests are already running; results may finish out of order, so keep the
+        handles in submission order to keep frames in order.
+        """
+        batch = self.check_input(batch)
+        handle = InferHandle()
+        self._submit(batch, handle)
+        return handle
+
+    def wait_all(self):
+        """Wait until every submitted request is done (their handles hold the outputs or errors)."""
+        self._require_active()
+        self._wait_all()
 
     def __repr__(self):
         return "{}({!r}{})".format(type(self).__name__, self.path, ", active" if self._active else "")

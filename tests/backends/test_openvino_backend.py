@@ -129,7 +129,9 @@ def test_build_errors(backend, tiny, tmp_path):
     text.write_text("not a model")
     with pytest.raises(InputError, match="text.onnx"):
         backend.build(str(text), str(tmp_path / "t.xml"), "fp32", "cpu")
-    with pytest.raises(UnsupportedError, match="fp32, fp16"):
+    with pytest.raises(UnsupportedError, match="fp32, fp16, int8"):
+        backend.build(tiny[0], str(tmp_path / "i.xml"), "fp8", "cpu")
+    with pytest.raises(InputError, match="INT8 needs calibration data"):
         backend.build(tiny[0], str(tmp_path / "i.xml"), "int8", "cpu")
     with pytest.raises(InputError, match=r"\.xml"):
         backend.build(tiny[0], str(tmp_path / "i.bin"), "fp32", "cpu")

@@ -1,4 +1,5 @@
-"""Provenance records: what they hold, and the refusal to reuse a calibration made for another model or preprocessing."""
+"""Provenance records: what they hold, and the refusal to reuse a calibration made for another model or
+preprocessing."""
 import json
 import os
 

@@ -1,5 +1,7 @@
 """Run an .onnx with ONNX Runtime; Python 3.6 compatible, imports onnxruntime on first use."""
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from edgecsp._lazy import require
 from edgecsp.backends.base import BaseRunner, check_threads, load_meta_or_raise, require_file
@@ -33,17 +35,37 @@ def read_meta(path):
     return session_meta(open_session(path), path)
 
 
+def usable_cpus():
+    # type: () -> int
+    """CPUs this process may run on (its affinity mask where the OS has one: containers, taskset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
 class OnnxRuntimeRunner(BaseRunner):
-    """Runs an .onnx with ONNX Runtime (CPU execution provider unless ``providers`` says otherwise)."""
+    """Runs an .onnx with ONNX Runtime (CPU execution provider unless ``providers`` says otherwise).
+
+    With ``set_in_flight(k)``, k > 1, ``submit`` runs requests on k threads of one session (``session.run`` is
+    thread-safe and releases the GIL); unless ``threads`` is given each run then gets cpus / k intra-op
+    threads, so the concurrent runs share the cores instead of fighting over them.
+    """
 
     def __init__(self, path, threads=None, providers=None):
         super(OnnxRuntimeRunner, self).__init__(path)
         self.threads = check_threads(threads)
         self.providers = tuple(providers) if providers else DEFAULT_PROVIDERS
         self._session = None
+        self._pool = None
+        self._slots = None
 
     def _activate(self):
-        self._session = open_session(self.path, self.threads, self.providers)
+        requests = self._requested_in_flight
+        threads = self.threads
+        if threads is None and requests > 1:
+            threads = max(1, usable_cpus() // requests)
+        self._session = open_session(self.path, threads, self.providers)
         meta = session_meta(self._session, self.path)
         inputs = self._session.get_inputs()
         where = os.path.basename(self.path)
@@ -54,9 +76,45 @@ class OnnxRuntimeRunner(BaseRunner):
                                    "input".format(where, inputs[0].type))
         shape = [d if isinstance(d, int) else None for d in inputs[0].shape]
         self._bind(meta, inputs[0].name, shape, [o.name for o in self._session.get_outputs()])
+        if requests > 1:
+            self._pool = ThreadPoolExecutor(max_workers=requests)
+            self._slots = threading.BoundedSemaphore(requests)
 
     def _deactivate(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._pool = None
+        self._slots = None
         self._session = None
+
+    def _submit(self, batch, handle):
+        if self._pool is None:
+            return super(OnnxRuntimeRunner, self)._submit(batch, handle)
+        self._slots.acquire()  # as OpenVINO's queue does: wait while every request is busy
+        try:
+            self._pool.submit(self._run, batch, handle)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _run(self, batch, handle):
+        try:
+            handle.set_result(self._checked_outputs(self._infer(batch)))
+        except Exception as exc:
+            handle.set_error(exc)
+        finally:
+            self._slots.release()
+
+    def _in_flight(self):
+        return self._requested_in_flight if self._pool is not None else 1
+
+    def _wait_all(self):
+        if self._slots is not None:
+            requests = self._requested_in_flight
+            for _ in range(requests):  # every slot free = nothing running
+                self._slots.acquire()
+            for _ in range(requests):
+                self._slots.release()
 
     def _infer(self, batch):
         return self._session.run(self._output_names, {self._input_name: batch})

@@ -48,22 +48,25 @@ def read_meta(path):
 class OpenVINORunner(BaseRunner):
     """Runs OpenVINO IR on ``device``.
 
-    ``hint``: LATENCY (one request at a time) or THROUGHPUT. ``inference_precision``: f32, bf16 or f16; None
-    means f32 for fp32 artefacts and the plugin's choice for fp16 ones.
+    ``hint``: LATENCY (one request at a time) or THROUGHPUT; None picks THROUGHPUT when ``set_in_flight``
+    asked for several requests (an ``AsyncInferQueue`` of that many), LATENCY otherwise.
+    ``inference_precision``: f32, bf16 or f16; None means f32 for fp32 artefacts and the plugin's choice for
+    fp16 ones.
     """
 
-    def __init__(self, path, device="CPU", threads=None, hint="LATENCY", inference_precision=None):
+    def __init__(self, path, device="CPU", threads=None, hint=None, inference_precision=None):
         super(OpenVINORunner, self).__init__(path)
         self.device = str(device)
         self.threads = check_threads(threads)
-        self.hint = str(hint).upper()
-        if self.hint not in HINTS:
+        self.hint = None if hint is None else str(hint).upper()
+        if self.hint is not None and self.hint not in HINTS:
             raise InputError("OpenVINO hint must be one of {}, got {!r}".format(", ".join(HINTS), hint))
         if inference_precision is not None and inference_precision not in INFERENCE_PRECISIONS:
             raise InputError("inference_precision must be one of {}, got {!r}".format(
                 ", ".join(INFERENCE_PRECISIONS), inference_precision))
         self.inference_precision = inference_precision
         self._request = None
+        self._queue = None  # AsyncInferQueue when several requests are in flight
         self._ports = []
 
     def _activate(self):
@@ -83,7 +86,10 @@ class OpenVINORunner(BaseRunner):
         shape = [d.get_length() if d.is_static else None for d in partial]
         self._bind(meta, port.get_any_name(), shape, [o.get_any_name() for o in model.outputs])
 
-        config = {"PERFORMANCE_HINT": self.hint}
+        requests = self._requested_in_flight
+        config = {"PERFORMANCE_HINT": self.hint or ("THROUGHPUT" if requests > 1 else "LATENCY")}
+        if requests > 1:
+            config["PERFORMANCE_HINT_NUM_REQUESTS"] = requests  # no more streams than requests to fill them
         if self.threads is not None:
             config["INFERENCE_NUM_THREADS"] = self.threads
         precision = self.inference_precision
@@ -98,10 +104,36 @@ class OpenVINORunner(BaseRunner):
                 where, self.device, ov_message(exc), ", ".join(core.available_devices)))
         self._request = compiled.create_infer_request()
         self._ports = [compiled.output(name) for name in self._output_names]
+        if requests > 1:
+            self._queue = ov.AsyncInferQueue(compiled, requests)
+            self._queue.set_callback(self._completed)
 
     def _deactivate(self):
+        if self._queue is not None:
+            self._queue.wait_all()  # no callback may run after the model is released
+        self._queue = None
         self._request = None
         self._ports = []
+
+    def _submit(self, batch, handle):
+        if self._queue is None:
+            return super(OpenVINORunner, self)._submit(batch, handle)
+        # start_async copies the input into an idle request, waiting for one when all are busy
+        self._queue.start_async({self._input_name: batch}, handle)
+
+    def _completed(self, request, handle):
+        # Runs on an OpenVINO thread; the request is reused next, so its output tensors are copied.
+        try:
+            handle.set_result([request.get_tensor(port).data.copy() for port in self._ports])
+        except Exception as exc:
+            handle.set_error(exc)
+
+    def _in_flight(self):
+        return len(self._queue) if self._queue is not None else 1
+
+    def _wait_all(self):
+        if self._queue is not None:
+            self._queue.wait_all()
 
     def _infer(self, batch):
         results = self._request.infer({self._input_name: batch})  # share_outputs=False: results are copies
