@@ -90,7 +90,7 @@ def select_samples(spec, count, seed=0, every=None, images_dir=None):
     extension = os.path.splitext(path)[1].lower()
     if extension == ".json":
         folder = images_dir or os.path.dirname(os.path.abspath(path))
-        paths = resolve_image_paths(coco_file_names(path), folder, spec, "--calib-images")
+        paths = resolve_image_paths(coco_file_names(path), folder, spec, None)
         return _files("coco", spec, folder, paths, count, seed)
     if extension in IMAGE_EXTENSIONS:
         return _files("image", spec, os.path.dirname(os.path.abspath(path)), [path], count, seed)

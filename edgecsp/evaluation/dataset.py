@@ -29,10 +29,15 @@ def coco_file_names(annotations_json):
 
 
 def resolve_image_paths(file_names, images_dir, annotations_json, option="--images"):
-    """The path of each ``file_names`` entry under ``images_dir``; InputError when any is missing."""
+    """The path of each ``file_names`` entry under ``images_dir``; InputError when any is missing.
+
+    ``option`` names the flag that sets the folder; None means there is none (the json's own folder is used).
+    """
+    fix = ("pass {} with the folder they are in".format(option) if option else
+           "keep the annotations json in the folder its file_name entries are relative to")
     if not os.path.isdir(images_dir):
-        raise InputError("image folder {} does not exist: pass {} with the folder of the images {} lists".format(
-            images_dir, option, annotations_json))
+        raise InputError("image folder {} does not exist: {} ({} lists the images)".format(
+            images_dir, fix, annotations_json))
     paths, missing = [], []
     for name in file_names:
         path = os.path.join(images_dir, name)
@@ -43,8 +48,8 @@ def resolve_image_paths(file_names, images_dir, annotations_json, option="--imag
         paths.append(path)
     if missing:
         raise InputError("annotations do not match the images: {} of the {} images {} lists are not in {} "
-                         "(first: {}); pass {} with the folder they are in".format(
-                             len(missing), len(file_names), annotations_json, images_dir, missing[0], option))
+                         "(first: {}); {}".format(len(missing), len(file_names), annotations_json, images_dir,
+                                                  missing[0], fix))
     return paths
 
 
