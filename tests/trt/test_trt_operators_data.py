@@ -18,7 +18,9 @@ def _script():
     return module
 
 
-needs_fixtures = pytest.mark.skipif(not os.path.isdir(FIXTURES), reason="../shared/fixtures/tensorrt not present")
+# CI lays shared/ beside the clone, so there a missing fixture folder fails instead of skipping
+needs_fixtures = pytest.mark.skipif(not os.path.isdir(FIXTURES) and not os.environ.get("CI"),
+                                    reason="../shared/fixtures/tensorrt not present")
 
 
 @needs_fixtures
