@@ -2,12 +2,12 @@
 from typing import NamedTuple, Optional
 
 from edgecsp.errors import InputError, UnsupportedError
-from edgecsp.runtime.pipeline import DetectOptions, run_pipeline
+from edgecsp.runtime.pipeline import DEFAULT_IN_FLIGHT, DetectOptions, run_pipeline
 
 
 class InferConfig(NamedTuple):
     engine: str  # .onnx (ONNX Runtime) or .xml (OpenVINO IR)
-    source: str  # video file, image, folder of images, camera index or URL
+    source: object  # video file, image, folder of images, camera index or URL; or a list of them (streams)
     conf: float = 0.25
     iou: float = 0.45
     max_det: int = 300
@@ -17,6 +17,9 @@ class InferConfig(NamedTuple):
     max_frames: Optional[int] = None
     threads: Optional[int] = None
     progress: Optional[bool] = None  # None: when stderr is a terminal
+    streams: Optional[int] = None  # run this many streams at once, cycling through the sources (default: one each)
+    sync: bool = False  # the single-threaded loop instead of the pipeline
+    in_flight: Optional[int] = None  # requests running at once (default DEFAULT_IN_FLIGHT)
 
 
 def check_options(config):
@@ -29,6 +32,23 @@ def check_options(config):
         raise InputError("--max-det {} must be at least 1".format(config.max_det))
     if config.max_frames is not None and config.max_frames < 1:
         raise InputError("--max-frames {} must be at least 1".format(config.max_frames))
+    if config.in_flight is not None and config.in_flight < 1:
+        raise InputError("--in-flight {} must be at least 1".format(config.in_flight))
+    if config.sync and config.in_flight is not None:
+        raise InputError("--sync runs one request at a time: drop --in-flight or --sync")
+    stream_sources(config)
+
+
+def stream_sources(config):
+    """The source of every stream: the sources given, cycled to ``config.streams`` when that is larger."""
+    sources = list(config.source) if isinstance(config.source, (list, tuple)) else [config.source]
+    if not sources:
+        raise InputError("no source given: pass a video file, an image, a folder, a camera index or a URL")
+    count = len(sources) if config.streams is None else config.streams
+    if count < len(sources):
+        raise InputError("--streams {} is fewer than the {} sources given: drop --streams or pass fewer "
+                         "sources".format(count, len(sources)))
+    return [sources[i % len(sources)] for i in range(count)]
 
 
 def infer(config, log=None):
@@ -36,13 +56,17 @@ def infer(config, log=None):
     from edgecsp.backends import open_runner
 
     check_options(config)
+    sources = stream_sources(config)
     options = {"threads": config.threads} if config.threads else {}
     runner = open_runner(config.engine, **options)
+    in_flight = None if config.sync else (config.in_flight or DEFAULT_IN_FLIGHT)
+    if in_flight:
+        runner.set_in_flight(in_flight)  # before entering: backends size their request pools when loading
     with runner:
         if runner.meta.task != "detect":
             raise UnsupportedError("{} is a {} model: `edgecsp infer` runs detectors".format(
                 config.engine, runner.meta.task))
-        return run_pipeline(runner, config.source,
+        return run_pipeline(runner, sources if len(sources) > 1 else sources[0],
                             DetectOptions(config.conf, config.iou, config.max_det, config.class_agnostic),
                             save=config.save, json_path=config.json, max_frames=config.max_frames,
-                            progress=config.progress, log=log)
+                            progress=config.progress, log=log, sync=config.sync, in_flight=in_flight)

@@ -3,7 +3,8 @@
 
 def add_arguments(p):
     p.add_argument("--engine", "-e", required=True, help="artefact: .onnx (ONNX Runtime) or .xml (OpenVINO IR)")
-    p.add_argument("source", help="video file, image, folder of images, camera index (0) or rtsp:// / http:// URL")
+    p.add_argument("source", nargs="+", help="video file, image, folder of images, camera index (0) or rtsp:// / "
+                   "http:// URL; several run as streams at once (outputs get -0, -1 ... suffixes)")
     p.add_argument("--conf", type=float, default=0.25, help="score threshold, objectness x class (default 0.25)")
     p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
     p.add_argument("--max-det", type=int, default=300, help="maximum detections per frame (default 300)")
@@ -12,6 +13,10 @@ def add_arguments(p):
     p.add_argument("--json", help="write detections per frame as JSON lines (e.g. out.jsonl)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
+    p.add_argument("--streams", type=int, help="run N streams at once, cycling through the sources (batched when "
+                   "the artefact takes a batch of N)")
+    p.add_argument("--in-flight", type=int, help="inference requests running at once (default 2)")
+    p.add_argument("--sync", action="store_true", help="one frame at a time in one thread, no pipelining")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -21,11 +26,10 @@ def run(args):
     config = InferConfig(engine=args.engine, source=args.source, conf=args.conf, iou=args.iou,
                          max_det=args.max_det, class_agnostic=args.agnostic_nms, save=args.save, json=args.json,
                          max_frames=args.max_frames, threads=args.threads,
-                         progress=False if args.no_progress else None)
+                         progress=False if args.no_progress else None, streams=args.streams, sync=args.sync,
+                         in_flight=args.in_flight)
     result = infer(config, log=print)
     print("{} detections in {} frames: {:.1f} fps".format(result.detections, result.frames, result.summary["fps"]))
-    if result.saved:
-        print("annotated output: {}".format(result.saved))
-    if result.json:
-        print("detections: {}".format(result.json))
+    for what, path in result.outputs:
+        print("{}: {}".format(what, path))
     return 0

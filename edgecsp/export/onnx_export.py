@@ -80,8 +80,10 @@ def load_torch_model(config):
         checkpoint = checkpoint or card.weights
     else:
         name = config.model
-    get_entry(name)  # unknown name -> InputError listing the registry
+    entry = get_entry(name)  # unknown name -> InputError listing the registry
     model = create_model(name, **kwargs)
+    if getattr(model, "input_size", None) is None:
+        model.input_size = tuple(entry.input_size)  # classifiers: the registry's default input size
     digest = "random-init"
     if checkpoint:
         if not os.path.isfile(checkpoint):

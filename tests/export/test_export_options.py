@@ -77,3 +77,11 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(InputError, match="multiple of 32"):
         export(ExportConfig(model="shapes_tiny_csp", input_size=(100, 100), output=str(tmp_path / "c.onnx")))
     assert not (tmp_path / "b.onnx").exists()
+
+
+def test_default_input_size_comes_from_the_registry(tmp_path):
+    out = str(tmp_path / "cls.onnx")
+    report = export(ExportConfig(model="cspdarknet53", output=out, simplify=False, verify=False))
+    assert report.meta.input_size == (256, 256)  # the registry's default, not a generic 224
+    dims = [d.dim_value for d in onnx.load(out).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 256, 256]
