@@ -120,7 +120,7 @@ def readme_text(manifest):
              "which runs  {}".format(format_command(device_build_args(manifest))),
              "and writes {} (a plain TensorRT engine) and {}.json (its manifest). Then:".format(engine, engine),
              "",
-             "    edgecsp infer {} video.mp4".format(engine),
+             "    edgecsp infer --engine {} video.mp4".format(engine),
              ""]
     if manifest.fp32_layers:
         lines.append("FP16 range check: {} layer(s) overflow FP16 and are kept in FP32 (see {}).".format(
