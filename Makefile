@@ -7,7 +7,7 @@ MODEL := shapes_tiny_csp
 ONNX := engines/$(MODEL).onnx
 IR := engines/$(MODEL)-cpu-fp32.xml
 
-.PHONY: demo test venv clean
+.PHONY: demo test bench venv clean
 
 venv: $(VENV)/.installed
 
@@ -15,7 +15,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
-	$(BIN)/pip install --disable-pip-version-check -q -e ".[export,cpu,dev,quantize,eval]"
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[export,cpu,dev,quantize,eval,bench]"
 	touch $@
 
 demo: venv
@@ -28,6 +28,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q -ra
+
+# docs/benchmarks.md + .png: edgecsp vs PyTorch / OpenCV / other builds, side by side on this machine (~15 min)
+bench: venv
+	$(BIN)/python scripts/benchmarks.py
 
 clean:
 	rm -rf $(OUT) engines/*.onnx engines/*.xml engines/*.bin engines/*.calibration*.json

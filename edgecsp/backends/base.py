@@ -55,7 +55,8 @@ def check_threads(threads):
 class InferHandle(object):
     """One request started by ``runner.submit(batch)``: ``result()`` waits for its outputs or raises its error.
 
-    Backends complete it from any thread with ``set_result`` or ``set_error``.
+    Backends complete it from any thread with ``set_result`` or ``set_error``, or return their own object with
+    the same ``result(timeout=None)`` and ``done()``.
     """
 
     __slots__ = ("_event", "_outputs", "_error")
@@ -102,7 +103,7 @@ class BaseRunner(object):
     def __init__(self, path):
         self.path = require_file(path)
         self._active = False
-        self._requested_in_flight = 1
+        self._requested_in_flight = None  # set_in_flight() not called: synchronous submit
         self._meta = None  # type: Optional[ModelMeta]
         self._input_name = ""
         self._input_shape = ()  # type: Tuple[Optional[int], ...]
@@ -121,12 +122,14 @@ class BaseRunner(object):
         """Run a checked, C-contiguous float32 batch; return the outputs in ``self.output_names`` order."""
         raise NotImplementedError
 
-    def _submit(self, batch, handle):
-        """Start a checked batch and complete ``handle`` later, from any thread. The base runs it now."""
+    def _submit(self, batch):
+        """Start a checked batch; return its handle (an InferHandle or alike). The base runs it now."""
+        handle = InferHandle()
         try:
             handle.set_result(self._checked_outputs(self._infer(batch)))
         except Exception as exc:  # the pipeline re-raises it in order, from handle.result()
             handle.set_error(exc)
+        return handle
 
     def _in_flight(self):
         """How many submitted requests the active backend runs at once (1: one after the other)."""
@@ -259,7 +262,10 @@ class BaseRunner(object):
     # -- several requests in flight ----------------------------------------------------------------------------
     def set_in_flight(self, requests):
         # type: (int) -> BaseRunner
-        """Ask for ``requests`` concurrent requests (call before ``__enter__``); backends may run fewer."""
+        """Ask for ``requests`` concurrent requests (call before ``__enter__``); backends may run fewer.
+
+        Even 1 makes ``submit`` asynchronous where the backend can: the caller works while the request runs.
+        """
         if self._active:
             raise RuntimeError("{}: set_in_flight() must come before entering the runner".format(
                 type(self).__name__))
@@ -286,10 +292,7 @@ class BaseRunner(object):
         Blocks while ``in_flight`` requests are already running; results may finish out of order, so keep the
         handles in submission order to keep frames in order.
         """
-        batch = self.check_input(batch)
-        handle = InferHandle()
-        self._submit(batch, handle)
-        return handle
+        return self._submit(self.check_input(batch))
 
     def wait_all(self):
         """Wait until every submitted request is done (their handles hold the outputs or errors)."""

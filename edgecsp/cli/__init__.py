@@ -20,6 +20,7 @@ COMMANDS = (
     ("data", "generate the synthetic 'shapes' dataset or a test video with ground truth"),
     ("eval", "mAP of an artefact on COCO-annotated images, against a baseline, with a JSON report and chart"),
     ("compare", "run two artefacts on the same inputs and compare their outputs (differences, NaN/Inf)"),
+    ("bench", "latency, throughput and per-stage times of an artefact, against baselines run side by side"),
 )
 
 

@@ -57,9 +57,9 @@ def run(args):
                           verify=not args.no_verify, darknet_cfg=args.darknet[0] if args.darknet else None,
                           darknet_weights=args.darknet[1] if args.darknet else None, names_file=args.names)
     report = export(config, log=print)
-    print("wrote {} (opset {}, {} -> {} nodes, PyTorch vs ONNX Runtime max |diff| {:.2g}, {:.1f} s)".format(
-        report.path, report.opset, report.nodes_raw, report.nodes_simplified, report.torch_vs_ort_max_abs,
-        report.seconds))
+    print("wrote {} (opset {}, {} -> {} nodes, PyTorch vs ONNX Runtime max |diff| {:.2g} on outputs up to {:.3g}, "
+          "{:.1f} s)".format(report.path, report.opset, report.nodes_raw, report.nodes_simplified,
+                             report.torch_vs_ort_max_abs, report.reference_max_abs, report.seconds))
     return 0
 
 

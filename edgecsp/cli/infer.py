@@ -15,7 +15,7 @@ def add_arguments(p):
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
     p.add_argument("--streams", type=int, help="run N streams at once, cycling through the sources (batched when "
                    "the artefact takes a batch of N)")
-    p.add_argument("--in-flight", type=int, help="inference requests running at once (default 2)")
+    p.add_argument("--in-flight", type=int, help="inference requests running at once (default 3)")
     p.add_argument("--sync", action="store_true", help="one frame at a time in one thread, no pipelining")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -57,6 +57,7 @@ class ExportReport(NamedTuple):
     torch_vs_ort_max_abs: float  # on the final (simplified) model
     simplified_vs_raw_max_abs: float
     seconds: float
+    reference_max_abs: float = float("nan")  # largest |PyTorch output|: the scale the diffs are relative to
 
 
 def load_torch_model(config):
@@ -263,7 +264,7 @@ def export(config, log=None):
             onnx.save(simplified, final_path)
             check_model(final_path, config.opset)
             nodes_simplified = len(simplified.graph.node)
-        diff_torch = diff_simplified = float("nan")
+        diff_torch = diff_simplified = ref_scale = float("nan")
         if config.verify:
             x = sample_input((config.batch, 3) + tuple(input_size))
             with torch.no_grad():
@@ -271,6 +272,7 @@ def export(config, log=None):
             ref = [r.numpy() for r in (ref if isinstance(ref, (tuple, list)) else (ref,))]
             got = run_onnx(final_path, x)
             diff_torch = max_abs_diff(ref, got)
+            ref_scale = max(float(np.max(np.abs(r))) for r in ref)
             _check_close("PyTorch vs ONNX Runtime", ref, got, config.atol, config.rtol)
             if config.simplify:
                 got_raw = run_onnx(raw_path, x)
@@ -282,4 +284,4 @@ def export(config, log=None):
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return ExportReport(output, meta, config.opset, nodes_raw, nodes_simplified, diff_torch, diff_simplified,
-                        time.time() - started)
+                        time.time() - started, ref_scale)

@@ -5,10 +5,15 @@ so one box can yield several classes. Class-aware NMS uses the coordinate-offset
 its own disjoint region of the plane, then one NMS pass runs over all candidates).
 
 The result is always the textbook greedy one (best box kept, everything it overlaps above ``iou_thres``
-dropped, repeat), computed one of two ways: a sparse path that lists only spatially overlapping pairs (a
-sweep over x inside horizontal strips) and resolves the greedy order in a few vectorised rounds, which wins
-when boxes overlap little or spread over many classes; and a dense loop that compares the best remaining box
-with all others per step and stops after ``max_det`` keeps, which wins for many mutually overlapping boxes.
+dropped, repeat). Boxes can only suppress each other when their *search intervals* (:func:`_search_interval`,
+about 0.4 of each side around the centre at IoU 0.45) overlap on both axes. The result is computed one of two
+ways: a dense path that decides the best remaining boxes a block of 64 at a time (their own order from a
+64x64 matrix, then one vectorised test of their keeps against the boxes near them on x) and stops after
+``max_det`` keeps, which wins for heavy overlap and for a small ``max_det``; and a sparse path that lists only
+the pairs whose search intervals overlap (a sweep over x inside horizontal strips) and resolves the greedy
+order in a few vectorised rounds, which wins for many boxes that overlap little (many classes, uncapped).
+A sample of the boxes estimates the pair count that picks between them (:func:`_sparse_pays`). On 10,000
+boxes this is 1.4-70x faster than cv2.dnn.NMSBoxesBatched (``edgecsp bench --nms``).
 
 IoU uses continuous coordinates (no darknet ``+1``), like cv2.dnn.NMSBoxes and torchvision. Python 3.6
 compatible.
@@ -19,9 +24,13 @@ import numpy as np
 
 DEFAULT_MAX_CANDIDATES = 30000
 # Above this many candidate pairs the sparse path needs too much memory for a 4 GB Jetson (~100 bytes per pair);
-# heavy overlap is also where the dense loop is fast (each step removes many boxes).
+# heavy overlap is also where the dense path is fast (each block removes many boxes).
 PAIR_BUDGET = 1000000
-MAX_ROUNDS = 64  # resolution rounds of the sparse path before it hands over to the dense loop
+MAX_ROUNDS = 64  # resolution rounds of the sparse path before it hands over to the dense path
+SAMPLE = 32  # boxes whose neighbours are counted to estimate the sparse path's pair count
+BLOCK = 64  # boxes the dense path decides per vectorised step
+CACHE_PAIRS = 16384  # pairs per vectorised IoU test in the dense path: its temporaries stay in L2 (128 KB each)
+_UPPER = np.triu(np.ones((BLOCK, BLOCK), dtype=bool), 1)
 
 
 class Detections(NamedTuple):
@@ -68,12 +77,13 @@ def nms_indices(boxes, scores, iou_thres=0.45, max_det=None, class_ids=None, met
         span = data[0:4].max() - lo + 1.0
         data[0:4] += np.asarray(class_ids, dtype=np.float64).reshape(-1)[order] * span - lo
     data[4] = np.maximum(data[2] - data[0], 0.0) * np.maximum(data[3] - data[1], 0.0)
+    thr = float(iou_thres)
     kept = None
-    # NaN/inf would break the strip arithmetic; the dense loop handles them (they never suppress anything).
-    if method != "dense" and np.isfinite(data).all():
-        kept = _greedy_sparse(data, float(iou_thres), limit, force=method == "sparse")
+    # NaN/inf would break the interval arithmetic; the dense path handles them (they never suppress anything).
+    if method == "sparse" or (method == "auto" and np.isfinite(data).all() and _sparse_pays(data, thr, limit)):
+        kept = _greedy_sparse(data, thr, limit, force=method == "sparse")
     if kept is None:
-        kept = _greedy_dense(data, float(iou_thres), limit)
+        kept = _greedy_dense(data, thr, limit)
     return order[kept[:limit]].astype(np.int64)
 
 
@@ -94,18 +104,85 @@ def _suppresses(a, b, thr):
 
 
 def _greedy_dense(data, thr, limit):
-    """Textbook greedy NMS on score-sorted columns: keep the best, drop what it suppresses, repeat.
+    """Textbook greedy NMS on score-sorted columns, a block of the best remaining boxes at a time.
 
-    Cost is one vectorised step per kept box over all remaining boxes; used when the sparse path's pair list
-    would be too large (many mutually overlapping boxes, where each step also removes many).
+    The block's own greedy order comes from its BLOCK x BLOCK suppression matrix, walked with Python ints as
+    bit sets (microseconds); its keeps then remove what they suppress among the remaining boxes in one
+    vectorised test. That test takes, per kept box, only the boxes whose search interval on x can overlap its
+    own (a range of the boxes sorted by interval start), or all remaining boxes when the ranges cover most of
+    them. Used for many mutually overlapping boxes, where the sparse path's pair list would be too large.
     """
-    alive = np.vstack([data, np.arange(data.shape[1], dtype=np.float64)[None]])
+    count = data.shape[1]
+    alive = np.ones(count, dtype=bool)  # undecided, outside the current block
+    near = None
+    if np.isfinite(data).all():  # NaN/inf would break the sorted ranges: those go through the full test
+        x1, x2 = _search_interval(data[0], data[2], thr)
+        y1, y2 = _search_interval(data[1], data[3], thr)
+        near = (x1, x2, y1, y2, np.argsort(x1, kind="mergesort"), float((x2 - x1).max()))
     keep = []
-    while alive.shape[1] and len(keep) < limit:
-        keep.append(int(alive[5, 0]))
-        rest = alive[:, 1:]
-        alive = rest[:, ~_suppresses(alive[:, 0:1], rest, thr)]
+    start = 0
+    while len(keep) < limit:
+        block = np.flatnonzero(alive[start:])[:BLOCK] + start
+        if not block.size:
+            break
+        alive[block] = False
+        start = int(block[-1]) + 1
+        cols = data[:, block]
+        hits = _suppresses(cols[:, :, None], cols[:, None, :], thr)
+        hits &= _UPPER[:block.size, :block.size]  # only a better box suppresses a worse one
+        rows = np.packbits(hits, axis=1, bitorder="little")
+        removed = 0
+        kept = []
+        for i, row in enumerate(rows):
+            if not (removed >> i) & 1:
+                kept.append(i)
+                removed |= int.from_bytes(row.tobytes(), "little")
+        kept = block[kept]
+        keep.extend(kept.tolist())
+        if len(keep) < limit and not _remove_near(data, thr, kept, alive, near):
+            _remove_all(data, thr, kept, alive)
     return np.asarray(keep, dtype=np.int64)
+
+
+def _remove_near(data, thr, kept, alive, near):
+    """Clear ``alive`` where a ``kept`` box suppresses, testing only nearby boxes; False when not worth it.
+
+    ``near``: the search intervals, the order of their x starts and the widest x interval (None: no pruning).
+    """
+    if near is None:
+        return False
+    x1, x2, y1, y2, by_x, widest = near
+    rest = by_x[alive[by_x]]  # undecided boxes, by search-interval start
+    if not rest.size:
+        return True
+    starts = x1[rest]
+    lo = np.searchsorted(starts, x1[kept] - widest, side="left")
+    hi = np.searchsorted(starts, x2[kept], side="left")
+    counts = hi - lo
+    total = int(counts.sum())
+    if total > PAIR_BUDGET or 2 * total > kept.size * rest.size:
+        return False  # the ranges cover most boxes: the full test costs less than the gathers
+    if total:
+        cand = rest[np.arange(total) - np.repeat(np.cumsum(counts) - counts - lo, counts)]
+        best = np.repeat(kept, counts)
+        # the exact interval test on both axes first: 1-D gathers are cheap and drop most pairs
+        close = (x1[cand] < x2[best]) & (y1[cand] < y2[best]) & (y1[best] < y2[cand])
+        cand, best = cand[close], best[close]
+        hit = _suppresses(data[:, best], data[:, cand], thr)
+        alive[cand[hit]] = False
+    return True
+
+
+def _remove_all(data, thr, kept, alive):
+    """Clear ``alive`` where a ``kept`` box suppresses, testing every undecided box (chunks that fit in cache)."""
+    rest = np.flatnonzero(alive)
+    best = data[:, kept][:, :, None]
+    cols = data[:, rest]
+    step = max(256, CACHE_PAIRS // kept.size)  # (keeps x step) float64 temporaries stay in cache
+    for first in range(0, rest.size, step):
+        cut = slice(first, first + step)
+        gone = _suppresses(best, cols[:, None, cut], thr).any(axis=0)
+        alive[rest[cut][gone]] = False
 
 
 def _search_interval(lo, hi, thr):
@@ -124,15 +201,37 @@ def _search_interval(lo, hi, thr):
     return centre - half, centre + half
 
 
+def _sparse_pays(data, thr, limit):
+    """Whether the sparse path should beat the dense one, from a cheap estimate of its pair count.
+
+    Measured costs, in units of one sparse pair: the sparse path about ``2 * count + pairs``, the dense path
+    about ``count / 4`` per block of BLOCK keeps, and it stops after ``limit`` keeps. So the dense path wins
+    whenever ``max_det`` is small, and the sparse one for many boxes that overlap little (many classes).
+    """
+    count = data.shape[1]
+    blocks = -(-min(limit, count) // BLOCK)
+    allowance = count * (0.25 * blocks - 2.0)
+    if allowance <= 0 or count < 4 * SAMPLE:
+        return False
+    x1, x2 = _search_interval(data[0], data[2], thr)
+    y1, y2 = _search_interval(data[1], data[3], thr)
+    # neighbours of a few boxes spread evenly over the score order
+    pick = np.linspace(0, count - 1, SAMPLE).astype(np.int64)
+    near = ((x1[pick, None] < x2[None]) & (x1[None] < x2[pick, None]) & (y1[pick, None] < y2[None]) &
+            (y1[None] < y2[pick, None])).sum()
+    pairs = 0.5 * count * (float(near) / SAMPLE - 1.0)
+    return pairs < min(allowance, PAIR_BUDGET)
+
+
 def _greedy_sparse(data, thr, limit, force=False):
-    """The same greedy result from the sparse list of suppressing pairs; None when the dense loop is cheaper.
+    """The same greedy result from the sparse list of suppressing pairs; None over PAIR_BUDGET pairs.
 
     Only boxes that overlap can suppress each other, so candidate pairs come from a sort-and-sweep on x1 run
     inside horizontal strips about one box high (class offsets already separate the classes). A box is copied
     into every strip it touches and a pair is counted only in the strip holding the top of its intersection,
     so each pair appears once. The greedy order is then resolved in rounds: a box with a kept suppressor is
     removed, a box whose suppressors are all removed is kept. Each round decides at least the best undecided
-    box; real outputs need a few rounds, and chains longer than ``MAX_ROUNDS`` fall back to the dense loop.
+    box; real outputs need a few rounds, and chains longer than ``MAX_ROUNDS`` fall back to the dense path.
     """
     count = data.shape[1]
     x1, x2 = _search_interval(data[0], data[2], thr)
@@ -161,9 +260,7 @@ def _greedy_sparse(data, thr, limit, force=False):
     hi = np.searchsorted(sorted_start, end_key, side="left")
     counts = np.maximum(hi - np.arange(1, replicas + 1), 0)
     total = int(counts.sum())
-    # The dense loop costs at most (kept boxes) x count element steps; a pair here costs about four of them
-    # (gathers), so a small max_det over heavily x-overlapping boxes of one class is cheaper densely.
-    if not force and (total > PAIR_BUDGET or 4 * total > min(limit, count) * count):
+    if not force and total > PAIR_BUDGET:  # _sparse_pays under-estimated: memory first
         return None
     state = np.zeros(count, dtype=np.int8)  # 0 undecided, 1 kept, -1 removed
     src = dst = np.zeros((0,), dtype=np.int64)

@@ -38,7 +38,7 @@ from edgecsp.runtime.timing import StageTimer
 from edgecsp.runtime.writers import JsonlWriter, VideoWriter
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
-DEFAULT_IN_FLIGHT = 2
+DEFAULT_IN_FLIGHT = 3  # on 2 cores: one request per OpenVINO stream plus one queued, so the engine never waits
 _POLL_S = 0.05  # how often a blocked thread looks whether another one failed
 _END = object()  # end of a stream (reader queues) / of the results (writer queue)
 

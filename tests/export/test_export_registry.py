@@ -34,7 +34,8 @@ def test_export_matches_onnxruntime(name, tmp_path):
     size, n_outputs = EXPECTED[name]
     out = str(tmp_path / (name + ".onnx"))
     report = export(ExportConfig(model=name, output=out, input_size=(size, size)))
-    assert report.torch_vs_ort_max_abs <= 1e-4
+    # float32 accumulation error grows with the output scale (random classifiers give logits in the hundreds)
+    assert report.torch_vs_ort_max_abs <= 1e-4 * max(1.0, report.reference_max_abs)
     assert report.simplified_vs_raw_max_abs <= 1e-5
     model = onnx.load(out)
     assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [13]

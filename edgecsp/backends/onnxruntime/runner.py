@@ -4,7 +4,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from edgecsp._lazy import require
-from edgecsp.backends.base import BaseRunner, check_threads, load_meta_or_raise, require_file
+from edgecsp.backends.base import BaseRunner, InferHandle, check_threads, load_meta_or_raise, require_file
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.runtime.meta import META_KEY
 
@@ -61,9 +61,9 @@ class OnnxRuntimeRunner(BaseRunner):
         self._slots = None
 
     def _activate(self):
-        requests = self._requested_in_flight
+        requests = self._requested_in_flight  # None: synchronous submit
         threads = self.threads
-        if threads is None and requests > 1:
+        if threads is None and requests:
             threads = max(1, usable_cpus() // requests)
         self._session = open_session(self.path, threads, self.providers)
         meta = session_meta(self._session, self.path)
@@ -76,7 +76,7 @@ class OnnxRuntimeRunner(BaseRunner):
                                    "input".format(where, inputs[0].type))
         shape = [d if isinstance(d, int) else None for d in inputs[0].shape]
         self._bind(meta, inputs[0].name, shape, [o.name for o in self._session.get_outputs()])
-        if requests > 1:
+        if requests:
             self._pool = ThreadPoolExecutor(max_workers=requests)
             self._slots = threading.BoundedSemaphore(requests)
 
@@ -87,15 +87,17 @@ class OnnxRuntimeRunner(BaseRunner):
         self._slots = None
         self._session = None
 
-    def _submit(self, batch, handle):
+    def _submit(self, batch):
         if self._pool is None:
-            return super(OnnxRuntimeRunner, self)._submit(batch, handle)
-        self._slots.acquire()  # as OpenVINO's queue does: wait while every request is busy
+            return super(OnnxRuntimeRunner, self)._submit(batch)
+        handle = InferHandle()
+        self._slots.acquire()  # wait while every request is busy, as OpenVINO's requests do
         try:
             self._pool.submit(self._run, batch, handle)
         except BaseException:
             self._slots.release()
             raise
+        return handle
 
     def _run(self, batch, handle):
         try:

@@ -1,5 +1,6 @@
 """Run OpenVINO IR; imports openvino on first use."""
 import os
+import threading
 
 from edgecsp._lazy import require
 from edgecsp.backends.base import BaseRunner, check_threads, load_meta_or_raise, require_file
@@ -66,7 +67,9 @@ class OpenVINORunner(BaseRunner):
                 ", ".join(INFERENCE_PRECISIONS), inference_precision))
         self.inference_precision = inference_precision
         self._request = None
-        self._queue = None  # AsyncInferQueue when several requests are in flight
+        self._ring = []  # infer requests used in turn when several are in flight
+        self._handles = []  # the latest handle of each ring request
+        self._next = 0
         self._ports = []
 
     def _activate(self):
@@ -86,9 +89,10 @@ class OpenVINORunner(BaseRunner):
         shape = [d.get_length() if d.is_static else None for d in partial]
         self._bind(meta, port.get_any_name(), shape, [o.get_any_name() for o in model.outputs])
 
-        requests = self._requested_in_flight
-        config = {"PERFORMANCE_HINT": self.hint or ("THROUGHPUT" if requests > 1 else "LATENCY")}
-        if requests > 1:
+        requests = self._requested_in_flight  # None: synchronous submit
+        # THROUGHPUT: several streams (groups of cores) each running one request, what many requests want
+        config = {"PERFORMANCE_HINT": self.hint or ("THROUGHPUT" if requests and requests > 1 else "LATENCY")}
+        if requests and requests > 1:
             config["PERFORMANCE_HINT_NUM_REQUESTS"] = requests  # no more streams than requests to fill them
         if self.threads is not None:
             config["INFERENCE_NUM_THREADS"] = self.threads
@@ -104,37 +108,72 @@ class OpenVINORunner(BaseRunner):
                 where, self.device, ov_message(exc), ", ".join(core.available_devices)))
         self._request = compiled.create_infer_request()
         self._ports = [compiled.output(name) for name in self._output_names]
-        if requests > 1:
-            self._queue = ov.AsyncInferQueue(compiled, requests)
-            self._queue.set_callback(self._completed)
+        if requests:
+            # A ring of requests used in turn rather than an AsyncInferQueue: its Python completion callbacks
+            # need the GIL on OpenVINO's threads, and its wait_all() can deadlock against them.
+            self._ring = [compiled.create_infer_request() for _ in range(requests)]
+            self._handles = [None] * requests
+            self._next = 0
 
     def _deactivate(self):
-        if self._queue is not None:
-            self._queue.wait_all()  # no callback may run after the model is released
-        self._queue = None
+        self._wait_all()  # no request may still run when the model is released
+        self._ring, self._handles = [], []
         self._request = None
         self._ports = []
-
-    def _submit(self, batch, handle):
-        if self._queue is None:
-            return super(OpenVINORunner, self)._submit(batch, handle)
-        # start_async copies the input into an idle request, waiting for one when all are busy
-        self._queue.start_async({self._input_name: batch}, handle)
-
-    def _completed(self, request, handle):
-        # Runs on an OpenVINO thread; the request is reused next, so its output tensors are copied.
-        try:
-            handle.set_result([request.get_tensor(port).data.copy() for port in self._ports])
-        except Exception as exc:
-            handle.set_error(exc)
-
-    def _in_flight(self):
-        return len(self._queue) if self._queue is not None else 1
-
-    def _wait_all(self):
-        if self._queue is not None:
-            self._queue.wait_all()
 
     def _infer(self, batch):
         results = self._request.infer({self._input_name: batch})  # share_outputs=False: results are copies
         return [results[port] for port in self._ports]
+
+    def _submit(self, batch):
+        if not self._ring:
+            return super(OpenVINORunner, self)._submit(batch)
+        slot = self._next
+        self._next = (slot + 1) % len(self._ring)
+        previous = self._handles[slot]
+        if previous is not None:
+            previous.collect()  # waits while this request is busy; its outputs move into its handle
+        request = self._ring[slot]
+        request.start_async({self._input_name: batch})  # copies the input (share_inputs=False)
+        handle = _RequestHandle(request, self._ports)
+        self._handles[slot] = handle
+        return handle
+
+    def _in_flight(self):
+        return len(self._ring) or 1
+
+    def _wait_all(self):
+        for handle in self._handles:
+            if handle is not None:
+                handle.collect()
+
+
+class _RequestHandle(object):
+    """A request started with start_async: ``result()`` waits for it and copies its outputs out, once."""
+
+    def __init__(self, request, ports):
+        self._request = request
+        self._ports = ports
+        self._outputs = None
+        self._error = None
+        self._lock = threading.Lock()
+
+    def collect(self):
+        with self._lock:
+            if self._request is None:
+                return
+            try:
+                self._request.wait()  # releases the GIL while it waits
+                self._outputs = [self._request.get_tensor(port).data.copy() for port in self._ports]
+            except RuntimeError as exc:
+                self._error = InputError("OpenVINO inference failed: {}".format(ov_message(exc)))
+            self._request = None  # the runner may reuse the request from now on
+
+    def done(self):
+        return self._request is None
+
+    def result(self, timeout=None):
+        self.collect()
+        if self._error is not None:
+            raise self._error
+        return self._outputs

@@ -1,0 +1,40 @@
+"""``edgecsp bench --engine ARTEFACT``: latency, throughput, a video's per-stage times, and baselines side by side."""
+
+
+def add_arguments(p):
+    p.add_argument("--engine", "-e", help="artefact to measure (.xml, .onnx, .engine); ratios are against it")
+    p.add_argument("--vs", nargs="+", default=[], metavar="SPEC",
+                   help="baselines measured in the same run, each in its own process, alternated: another artefact "
+                        "(FP16/INT8 build, .onnx for ONNX Runtime), torch:MODEL|CARD.json|CFG,WEIGHTS (PyTorch "
+                        "eager on the source model), opencv:CFG,WEIGHTS (OpenCV DNN on a darknet model)")
+    p.add_argument("--video", help="also run the engine on this video (pipelined and --sync): fps and ms per stage")
+    p.add_argument("--max-frames", type=int, help="frames of the video runs (default: all)")
+    p.add_argument("--memory", metavar="VIDEO", help="peak RSS every 1000 frames of a pipelined run over VIDEO "
+                   "(e.g. `edgecsp data video long.mp4 --frames 10000 --size 144x256`)")
+    p.add_argument("--seconds", type=float, default=3.0, help="per latency / throughput measurement (default 3)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    p.add_argument("--in-flight", type=int, default=3, help="requests kept running for throughput and the video "
+                   "runs (default 3, as edgecsp infer)")
+    p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
+    p.add_argument("--rounds", type=int, default=0, help="alternation rounds (default 3 with --vs/--video, else 1)")
+    p.add_argument("--nms", type=int, nargs="?", const=10000, default=0, metavar="BOXES",
+                   help="also time edgecsp's NMS against cv2.dnn.NMSBoxesBatched on BOXES boxes (default 10000)")
+    p.add_argument("--json", help="write the full report (every round, medians, ratios, machine) as JSON")
+
+
+def run(args):
+    from edgecsp.bench import BenchConfig, bench, format_report
+    from edgecsp.errors import InputError
+
+    if args.seconds <= 0 or args.warmup < 0 or args.in_flight < 1 or args.rounds < 0:
+        raise InputError("--seconds must be > 0, --warmup >= 0, --in-flight >= 1 and --rounds >= 0")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError("--max-frames must be at least 1")
+    config = BenchConfig(engine=args.engine, vs=tuple(args.vs), video=args.video, max_frames=args.max_frames,
+                         seconds=args.seconds, warmup=args.warmup, in_flight=args.in_flight, threads=args.threads,
+                         rounds=args.rounds, json=args.json, memory=args.memory, nms=args.nms)
+    report = bench(config, log=print)
+    print(format_report(report))
+    if args.json:
+        print("report: {}".format(args.json))
+    return 0

@@ -1,0 +1,392 @@
+"""Reproduce docs/benchmarks.md and docs/benchmarks.png: edgecsp against the baselines, measured side by side.
+
+    python scripts/benchmarks.py            # or `make bench`; ~15 min on 2 cores
+    python scripts/benchmarks.py --quick    # smoke run: 1 round, short measurements (~4 min)
+
+It builds what it measures under --work (kept between runs): the demo model (models/shapes_tiny_csp) at 256x256
+and 640x640 as ONNX and OpenVINO FP32 / FP16 / INT8 IR, the registry's yolov4_tiny_csp and darknet's
+yolov4-tiny (the fixture cfg, random weights with seed 0) at 416x416, a 300-frame test video and a
+10,000-frame one at 144x256. Then each suite is one `edgecsp bench` run (edgecsp.bench.bench): every
+configuration in its own process, alternated over --rounds rounds, medians reported. Only the ratios inside
+one suite are comparable; the machine (named in the report) may be shared and loaded.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from edgecsp.bench import BenchConfig, bench, machine_info  # noqa: E402
+
+DARKNET = os.path.join(os.path.dirname(ROOT), "shared", "fixtures", "darknet")
+CARD = os.path.join(ROOT, "models", "shapes_tiny_csp.json")
+GOAL_E2E, GOAL_TORCH, GOAL_OPENCV = 0.95, 2.5, 1.5
+STAGES = ("read", "preprocess", "infer", "postprocess", "draw", "write")
+
+
+def edgecsp(*args):
+    subprocess.check_call([sys.executable, "-m", "edgecsp"] + [str(a) for a in args], cwd=ROOT,
+                          stdout=subprocess.DEVNULL)
+
+
+def prepare(work, cfg):
+    """Build every artefact and video the suites need (skipping those already there); returns their paths."""
+    os.makedirs(work, exist_ok=True)
+    p = lambda name: os.path.join(work, name)  # noqa: E731
+    steps = [
+        (p("demo.onnx"), ["export", "--card", CARD, "-o", p("demo.onnx")]),
+        (p("demo-fp32.xml"), ["build", "--target", "cpu", "--precision", "fp32", p("demo.onnx"), "-o", p("demo-fp32.xml")]),
+        (p("demo-fp16.xml"), ["build", "--target", "cpu", "--precision", "fp16", p("demo.onnx"), "-o", p("demo-fp16.xml")]),
+        (p("demo-int8.xml"), ["build", "--target", "cpu", "--precision", "int8", "--calib", "shapes:0",
+                              "--calib-count", "100", p("demo.onnx"), "-o", p("demo-int8.xml")]),
+        (p("demo640.onnx"), ["export", "--card", CARD, "--input-size", "640x640", "-o", p("demo640.onnx")]),
+        (p("demo640-fp32.xml"), ["build", "--target", "cpu", "--precision", "fp32", p("demo640.onnx"), "-o",
+                                 p("demo640-fp32.xml")]),
+        (p("demo640-fp16.xml"), ["build", "--target", "cpu", "--precision", "fp16", p("demo640.onnx"), "-o",
+                                 p("demo640-fp16.xml")]),
+        (p("yolov4_tiny_csp.onnx"), ["export", "yolov4_tiny_csp", "-o", p("yolov4_tiny_csp.onnx")]),
+        (p("yolov4_tiny_csp-fp32.xml"), ["build", "--target", "cpu", "--precision", "fp32", p("yolov4_tiny_csp.onnx"),
+                                         "-o", p("yolov4_tiny_csp-fp32.xml")]),
+        (p("yolov4-tiny.onnx"), ["export", "--darknet", cfg, p("yolov4-tiny.weights"), "-o", p("yolov4-tiny.onnx")]),
+        (p("yolov4-tiny-fp32.xml"), ["build", "--target", "cpu", "--precision", "fp32", p("yolov4-tiny.onnx"), "-o",
+                                     p("yolov4-tiny-fp32.xml")]),
+        (p("yolov4-tiny-fp16.xml"), ["build", "--target", "cpu", "--precision", "fp16", p("yolov4-tiny.onnx"), "-o",
+                                     p("yolov4-tiny-fp16.xml")]),
+        (p("clip.mp4"), ["data", "video", p("clip.mp4"), "--frames", "300", "--seed", "7"]),
+        (p("long10k.mp4"), ["data", "video", p("long10k.mp4"), "--frames", "10000", "--size", "144x256", "--seed", "3"]),
+    ]
+    if not os.path.exists(p("yolov4-tiny.weights")):
+        from edgecsp.darknet import parse_cfg, plan_network, random_weights, write_weights
+
+        plan = plan_network(parse_cfg(cfg))
+        write_weights(p("yolov4-tiny.weights"), plan, random_weights(plan, seed=0))
+    for out, args in steps:
+        if not os.path.exists(out):
+            print("prepare:", "edgecsp", " ".join(os.path.relpath(a, ROOT) if os.path.isabs(a) else a for a in args),
+                  flush=True)
+            edgecsp(*args)
+    return p
+
+
+def suites(p, cfg, quick):
+    """(key, title, note, BenchConfig) of every suite."""
+    s = dict(seconds=1.0 if quick else 3.0, rounds=1 if quick else 3)
+    frames = 100 if quick else None
+    darknet = "{},{}".format(cfg, p("yolov4-tiny.weights"))
+    return [
+        ("demo", "demo model shapes_tiny_csp, 256x256 (trained)", "the shipped model; its network is small, so "
+         "decoding, pre- and post-processing weigh as much as inference on 2 cores",
+         BenchConfig(engine=p("demo-fp32.xml"), vs=(p("demo.onnx"), p("demo-fp16.xml"), p("demo-int8.xml"),
+                                                    "torch:" + CARD), video=p("clip.mp4"), max_frames=frames, **s)),
+        ("demo640", "demo model at 640x640 (same weights, 6x the compute)", "the same trained weights exported at "
+         "640x640: real detections, network-dominated frames",
+         BenchConfig(engine=p("demo640-fp32.xml"), vs=(p("demo640.onnx"), p("demo640-fp16.xml"), "torch:" + CARD),
+                     video=p("clip.mp4"), max_frames=frames, **s)),
+        ("free_core", "demo model at 640x640, engine on 1 thread (a core left for the pipeline)", "what the pipeline "
+         "overlaps when the engine does not already use every core (as on a Jetson, where it runs on the GPU)",
+         BenchConfig(engine=p("demo640-fp32.xml"), threads=1, in_flight=1, video=p("clip.mp4"), max_frames=frames,
+                     **s)),
+        ("yolov4_tiny_csp", "yolov4_tiny_csp (registry, random init), 416x416", "raw inference only: random weights "
+         "make thousands of detections per frame, which is no realistic video run",
+         BenchConfig(engine=p("yolov4_tiny_csp-fp32.xml"), vs=(p("yolov4_tiny_csp.onnx"), "torch:yolov4_tiny_csp"),
+                     **s)),
+        ("yolov4_tiny", "darknet yolov4-tiny (fixture cfg, random weights), 416x416", "raw inference only (random "
+         "weights); OpenCV DNN reads the same .cfg/.weights",
+         BenchConfig(engine=p("yolov4-tiny-fp32.xml"), vs=(p("yolov4-tiny.onnx"), p("yolov4-tiny-fp16.xml"),
+                                                           "torch:" + darknet, "opencv:" + darknet), **s)),
+        ("memory", "memory over a 10,000-frame video (144x256), demo model, pipelined with JSON + annotated video",
+         "peak RSS read in the run itself every 1000 frames; plus NMS on 10,000 boxes",
+         BenchConfig(engine=p("demo-fp32.xml"), memory=p("long10k.mp4"), max_frames=2000 if quick else None,
+                     seconds=1.0, rounds=1, nms=10000)),
+    ]
+
+
+def short(name, work):
+    if name.startswith("torch:"):
+        return "PyTorch eager (" + os.path.basename(name.split(",")[0][6:]) + ")"
+    if name.startswith("opencv:"):
+        return "OpenCV DNN (" + os.path.basename(name.split(",")[0][7:]) + ")"
+    if os.path.isabs(name):
+        base = os.path.basename(name)
+        return base + (" (ONNX Runtime)" if base.endswith(".onnx") else " (OpenVINO)")
+    return name
+
+
+def find(report, prefix):
+    for res in report["results"]:
+        if res["name"].startswith(prefix):
+            return res
+    return None
+
+
+def goals(reports, work):
+    """Rows (goal, measured, met, note) for the issue's goals."""
+    rows = []
+    for key in ("demo", "demo640", "free_core"):
+        rep = reports[key]
+        raw = rep["results"][0]["throughput_fps"]
+        for label in ("video pipelined, JSON", "video pipelined, JSON + annotated video"):
+            res = find(rep, label)
+            ratio = res["fps"] / raw
+            rows.append(("`edgecsp infer` on a video >= {}x raw throughput".format(GOAL_E2E),
+                         "{}: {} {:.1f} fps / raw {:.1f} fps = **{:.2f}x**".format(key, label[6:], res["fps"], raw,
+                                                                                    ratio),
+                         ratio >= GOAL_E2E))
+    for key in ("demo", "demo640", "yolov4_tiny_csp", "yolov4_tiny"):
+        rep = reports[key]
+        for row in rep["ratios"]:
+            if row["vs"].startswith("torch:"):
+                rows.append(("OpenVINO FP32 >= {}x PyTorch eager".format(GOAL_TORCH),
+                             "{}: throughput **{:.2f}x**, p50 latency {:.2f}x".format(key, row["throughput"],
+                                                                                       row["latency_p50"]),
+                             row["throughput"] >= GOAL_TORCH))
+            if row["vs"].startswith("opencv:"):
+                rows.append(("OpenVINO FP32 >= {}x OpenCV DNN (same darknet model)".format(GOAL_OPENCV),
+                             "{}: throughput **{:.2f}x**, p50 latency {:.2f}x".format(key, row["throughput"],
+                                                                                       row["latency_p50"]),
+                             row["throughput"] >= GOAL_OPENCV))
+    for row in reports["memory"].get("nms", []):
+        rows.append(("NMS on 10,000 boxes no slower than cv2.dnn.NMSBoxesBatched",
+                     "{} boxes, {} class(es): {:.1f} ms vs {:.1f} ms = **{:.2f}x**{}".format(
+                         row["boxes"], row["classes"], row["edgecsp_ms"], row["opencv_ms"], row["speedup"],
+                         "" if row["same_boxes"] else " (different boxes)"), row["speedup"] >= 1.0))
+    return rows
+
+
+WHY = """Why the misses:
+
+* **End to end vs raw throughput.** The raw figure is the network alone with 3 requests in flight on OpenVINO's
+  THROUGHPUT streams, which already keep both cores busy. A video run must also decode each frame, letterbox and
+  normalise it, decode the heads, run NMS and write the outputs; on a 2-core machine that CPU time can only come
+  out of the network's, so the pipeline can overlap it but not hide it. The sync runs show the cost per frame:
+  {demo_extra:.1f} ms of non-network work per frame for the 256x256 demo model (whose network takes
+  {demo_infer:.1f} ms), {d640_extra:.1f} ms at 640x640 ({d640_infer:.1f} ms network), hence {demo_e2e:.2f}x and
+  {d640_e2e:.2f}x. When the engine leaves a core to the pipeline (1 inference thread, the situation on a Jetson
+  where the network runs on the GPU) the pipelined run reaches **{free_e2e:.2f}x** of that engine's raw
+  throughput: there the overlap hides the non-network work. The pipelined loop itself beats the synchronous one by {gain_demo:.2f}x (demo) and
+  {gain_640:.2f}x (640x640) with the same outputs.
+* **OpenVINO FP32 vs PyTorch eager.** PyTorch's CPU build runs the same oneDNN convolution kernels; on the
+  ~7 GFLOP yolov4-tiny graphs both are bound by arithmetic on the same 2 cores, and graph fusion and layout
+  save {tiny_torch:.2f}x (darknet) and {csp_torch:.2f}x (registry), not 2.5x. Small graphs gain more because
+  PyTorch's per-operator overhead dominates them ({demo_torch:.2f}x on the demo model). Reduced precision is
+  where the CPU path gains most: the FP16 IR runs in bf16 on this CPU's AMX units (OpenVINO's choice for fp16
+  artefacts), {tiny_fp16:.1f}x the FP32 IR on yolov4-tiny."""
+
+
+def why_numbers(reports):
+    def ratio(key, prefix):
+        for row in reports[key]["ratios"]:
+            if row["vs"].startswith(prefix) and "raw throughput" not in row["vs"]:
+                return row["throughput"]
+        return float("nan")
+
+    def video(key, label):
+        return find(reports[key], label)
+
+    def extra(key):
+        ms = video(key, "video sync, JSON + annotated video")["ms_per_frame"]
+        return sum(v for k, v in ms.items() if k != "infer" and v), ms["infer"]
+
+    raw = {k: reports[k]["results"][0]["throughput_fps"] for k in ("demo", "demo640", "free_core")}
+    d_extra, d_infer = extra("demo")
+    e_extra, e_infer = extra("demo640")
+    fp16 = find(reports["yolov4_tiny"], [r["name"] for r in reports["yolov4_tiny"]["results"]
+                                         if r["name"].endswith("fp16.xml")][0])
+    return dict(demo_extra=d_extra, demo_infer=d_infer, d640_extra=e_extra, d640_infer=e_infer,
+                demo_e2e=video("demo", "video pipelined, JSON")["fps"] / raw["demo"],
+                d640_e2e=video("demo640", "video pipelined, JSON")["fps"] / raw["demo640"],
+                free_e2e=video("free_core", "video pipelined, JSON")["fps"] / raw["free_core"],
+                gain_demo=video("demo", "video pipelined, JSON + annotated video")["fps"] /
+                video("demo", "video sync, JSON + annotated video")["fps"],
+                gain_640=video("demo640", "video pipelined, JSON + annotated video")["fps"] /
+                video("demo640", "video sync, JSON + annotated video")["fps"],
+                tiny_torch=ratio("yolov4_tiny", "torch:"), csp_torch=ratio("yolov4_tiny_csp", "torch:"),
+                demo_torch=ratio("demo", "torch:"),
+                tiny_fp16=fp16["throughput_fps"] / reports["yolov4_tiny"]["results"][0]["throughput_fps"])
+
+
+def markdown(reports, meta, work):
+    m = meta["machine"]
+    out = ["# edgecsp benchmarks", "",
+           "Measured by `python scripts/benchmarks.py` (or `make bench`) on **{}** ({}), {} cores ({} usable), {}, "
+           "Python {}; {}. Load average {} at the start and {} at the end: the machine is shared, so absolute "
+           "figures move between runs; only the ratios inside one table, measured side by side, mean anything.".format(
+               m["cpu"], ", ".join(m.get("isa") or []) or "no AVX2", m["cores"], m["usable_cores"], m["os"],
+               m["python"], meta["versions"],
+               ", ".join("{:.2f}".format(v) for v in meta["load_start"]),
+               ", ".join("{:.2f}".format(v) for v in meta["load_end"])), "",
+           "Method: every configuration runs in its own process (thread pools of different runtimes fight over the "
+           "cores when they share one), configurations alternate round by round ({} rounds), each figure is the "
+           "median over the rounds. Latency: one request at a time, after {} warm-up runs, for {} s. Throughput of "
+           "edgecsp artefacts: 3 requests in flight (`runner.submit`, OpenVINO THROUGHPUT hint); of PyTorch and "
+           "OpenCV: one request after the other (they have no asynchronous path). Video runs: `edgecsp infer`'s "
+           "pipeline on a 640x360 generated video, in a fresh process each. Raw JSON: `docs/benchmarks.json`; "
+           "chart: `docs/benchmarks.png`. Run {} took {:.0f} min.".format(
+               meta["rounds"], 10, meta["seconds"], meta["date"], meta["minutes"]), "",
+           "## Goals", "", "| goal | measured | met |", "|---|---|---|"]
+    for goal, measured, met in goals(reports, work):
+        out.append("| {} | {} | {} |".format(goal, measured, "yes" if met else "**no**"))
+    out.append("")
+    out.append("(A ratio shown as the goal itself but marked no is just below it before rounding.)")
+    out += ["", WHY.format(**why_numbers(reports)), "", "![ratios](benchmarks.png)", ""]
+    for key, title, note, _ in meta["suites"]:
+        rep = reports[key]
+        out += ["## " + title, "", note[0].upper() + note[1:] + ".", "",
+                "| configuration | p50 ms | p90 ms | p99 ms | throughput fps | engine's speed-up over it |",
+                "|---|---|---|---|---|---|"]
+        ref = rep["results"][0] if rep["results"] else None
+        for res in rep["results"]:
+            if "latency_ms" in res:
+                lat = res["latency_ms"]
+                ratio = "-" if res is ref else "{:.2f}x".format(ref["throughput_fps"] / res["throughput_fps"])
+                out.append("| {} | {:.2f} | {:.2f} | {:.2f} | {:.1f} | {} |".format(
+                    short(res["name"], work), lat["p50"], lat["p90"], lat["p99"], res["throughput_fps"], ratio))
+        videos = [r for r in rep["results"] if "fps" in r]
+        if videos:
+            seen = set(k for r in videos for k in r["ms_per_frame"])
+            stages = [k for k in STAGES if k in seen] + sorted(seen.difference(STAGES))
+            out += ["", "| video run | fps | of raw throughput | " + " | ".join(stages) + " (ms per frame) |",
+                    "|---|---|---|" + "---|" * len(stages)]
+            for r in videos:
+                out.append("| {} | {:.1f} | {:.2f}x | {} |".format(
+                    r["name"], r["fps"], r["fps"] / ref["throughput_fps"],
+                    " | ".join("{:.2f}".format(r["ms_per_frame"][k]) if r["ms_per_frame"].get(k) is not None
+                               else "" for k in stages)))
+            out.append("")
+            out.append("Stages overlap in pipelined runs (their times add up to more than the frame time); in the "
+                       "sync run they add up to it.")
+        for r in rep["results"]:
+            if r.get("memory"):
+                out += ["", "| frames | RSS MiB | peak RSS MiB |", "|---|---|---|"]
+                out += ["| {} | {:.0f} | {:.0f} |".format(c["frames"], c["rss_mb"], c["peak_rss_mb"])
+                        for c in r["memory"]]
+        if rep.get("nms"):
+            out += ["", "NMS, uncapped, class-aware, IoU 0.45, best of 7 alternated calls in one process "
+                        "(`edgecsp bench --nms`):", "",
+                    "| boxes | classes | kept | edgecsp ms | cv2.dnn.NMSBoxesBatched ms | speed-up | same boxes |",
+                    "|---|---|---|---|---|---|---|"]
+            out += ["| {} {} | {} | {} | {:.1f} | {:.1f} | {:.2f}x | {} |".format(
+                r["count"], r["boxes"], r["classes"], r["kept"], r["edgecsp_ms"], r["opencv_ms"], r["speedup"],
+                "yes" if r["same_boxes"] else "no") for r in rep["nms"]]
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def chart(reports, path):
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed (pip install 'edgecsp[bench]'): no chart")
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(17, 6), gridspec_kw={"width_ratios": [1.2, 1, 0.8]})
+    labels, values = [], []
+    for key in ("demo", "demo640", "yolov4_tiny_csp", "yolov4_tiny"):
+        for row in reports[key]["ratios"]:
+            if "raw throughput" not in row["vs"]:
+                labels.append("{}: {}".format(key, short(row["vs"], "")))
+                values.append(row["throughput"])
+    ax = axes[0]
+    ax.barh(range(len(values)), values, color="#3b7dd8")
+    ax.set_yticks(range(len(values)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.axvline(1.0, color="grey", lw=0.8)
+    ax.axvline(GOAL_TORCH, color="red", lw=0.8, ls="--")
+    ax.set_xlabel("OpenVINO FP32 throughput / other (x)")
+    ax.set_title("engine speed-up over each configuration")
+    ax.invert_yaxis()
+    e_labels, e_values = [], []
+    for key in ("demo", "demo640", "free_core"):
+        rep = reports[key]
+        raw = rep["results"][0]["throughput_fps"]
+        for res in rep["results"][1:]:
+            if "fps" in res:
+                e_labels.append("{}: {}".format(key, res["name"].replace("video ", "")))
+                e_values.append(res["fps"] / raw)
+    ax = axes[1]
+    ax.barh(range(len(e_values)), e_values, color="#2a9d57")
+    ax.set_yticks(range(len(e_values)))
+    ax.set_yticklabels(e_labels, fontsize=7)
+    ax.axvline(GOAL_E2E, color="red", lw=0.8, ls="--")
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("video fps / raw throughput")
+    ax.set_title("end to end vs the network alone")
+    ax.invert_yaxis()
+    rows = reports["memory"].get("nms", [])
+    ax = axes[2]
+    ax.barh(range(len(rows)), [r["speedup"] for r in rows], color="#d8833b")
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(["{} boxes\n{} class(es)".format(r["boxes"], r["classes"]) for r in rows], fontsize=7)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="red", lw=0.8, ls="--")
+    ax.set_xlabel("OpenCV ms / edgecsp ms (log)")
+    ax.set_title("NMS on 10,000 boxes")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def versions():
+    found = []
+    for module in ("numpy", "openvino", "onnxruntime", "cv2", "torch"):
+        try:
+            found.append("{} {}".format(module, __import__(module).__version__.split("-")[0]))
+        except ImportError:
+            pass
+    return ", ".join(found)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", default=os.path.join(ROOT, "engines", "bench"), help="artefacts and videos")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs"), help="where benchmarks.md/.png/.json go")
+    ap.add_argument("--darknet-cfg", default=os.path.join(DARKNET, "yolov4-tiny.cfg"))
+    ap.add_argument("--quick", action="store_true", help="1 round, 1 s measurements, shorter videos")
+    ap.add_argument("--only", nargs="+", help="run only these suites (the report then lacks the others)")
+    ap.add_argument("--render", action="store_true", help="only rewrite benchmarks.md/.png from benchmarks.json")
+    a = ap.parse_args()
+    if a.render:
+        with open(os.path.join(a.out, "benchmarks.json")) as f:
+            saved = json.load(f, object_pairs_hook=OrderedDict)
+        meta = saved["meta"]
+        meta["suites"] = [(k, t, n, None) for k, t, n, _ in suites(lambda n: n, "", False) if k in saved["reports"]]
+        with open(os.path.join(a.out, "benchmarks.md"), "w") as f:
+            f.write(markdown(saved["reports"], meta, a.work))
+        chart(saved["reports"], os.path.join(a.out, "benchmarks.png"))
+        return
+    started = time.time()
+    load_start = list(os.getloadavg())
+    p = prepare(a.work, a.darknet_cfg)
+    plan = suites(p, a.darknet_cfg, a.quick)
+    reports = OrderedDict()
+    for key, title, note, config in plan:
+        if a.only and key not in a.only:
+            continue
+        print("== {}".format(title), flush=True)
+        reports[key] = bench(config, log=lambda line: print("  " + line, flush=True))
+    meta = {"machine": machine_info(), "versions": versions(), "load_start": load_start,
+            "load_end": list(os.getloadavg()), "rounds": plan[0][3].rounds, "seconds": plan[0][3].seconds,
+            "date": time.strftime("%Y-%m-%d %H:%M"), "minutes": (time.time() - started) / 60.0,
+            "suites": [(k, t, n, None) for k, t, n, _ in plan if k in reports]}
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "benchmarks.json"), "w") as f:
+        json.dump({"meta": {k: v for k, v in meta.items() if k != "suites"}, "reports": reports}, f, indent=1)
+    if len(reports) == len(plan):
+        with open(os.path.join(a.out, "benchmarks.md"), "w") as f:
+            f.write(markdown(reports, meta, a.work))
+        chart(reports, os.path.join(a.out, "benchmarks.png"))
+        print("wrote", os.path.join(a.out, "benchmarks.md"))
+    else:
+        print("partial run (--only): wrote benchmarks.json only")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""`edgecsp bench`: the JSON report, child-process isolation and alternation, and each kind of measurement."""
+import json
+import os
+
+import pytest
+
+from edgecsp.cli import main
+
+TINY_CFG = """[net]
+width=64
+height=64
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=21
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=2
+num=3
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_darknet(tmp_path_factory):
+    from edgecsp.darknet import parse_cfg, plan_network, random_weights, write_weights
+
+    folder = tmp_path_factory.mktemp("tiny_darknet")
+    cfg, weights = str(folder / "tiny.cfg"), str(folder / "tiny.weights")
+    with open(cfg, "w") as f:
+        f.write(TINY_CFG)
+    plan = plan_network(parse_cfg(cfg))
+    write_weights(weights, plan, random_weights(plan, seed=0))
+    return cfg, weights
+
+
+def test_vs_runs_each_configuration_in_its_own_process_alternated(demo_onnx, demo_ir, tmp_path, capsys):
+    out = str(tmp_path / "bench.json")
+    assert main(["bench", "--engine", demo_onnx, "--vs", demo_ir, "--seconds", "0.2", "--warmup", "1",
+                 "--rounds", "2", "--json", out]) == 0
+    report = json.load(open(out))
+    assert report["schema"] == "edgecsp-bench/1"
+    assert report["machine"]["cores"] >= 1 and report["machine"]["cpu"]
+    assert report["settings"]["rounds"] == 2
+    onnx, ir = report["results"]
+    assert (onnx["name"], onnx["backend"], ir["backend"]) == (demo_onnx, "onnxruntime", "openvino")
+    for res in (onnx, ir):
+        lat = res["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] and res["throughput_fps"] > 0
+        assert res["in_flight"] == 3 and len(res["rounds"]) == 2
+    pids = [r["pid"] for res in (onnx, ir) for r in res["rounds"]]
+    assert len(set(pids)) == 4 and os.getpid() not in pids  # four fresh child processes
+    starts = [onnx["rounds"][0]["started"], ir["rounds"][0]["started"], onnx["rounds"][1]["started"],
+              ir["rounds"][1]["started"]]
+    assert starts == sorted(starts)  # alternated: onnx, ir, onnx, ir
+    (ratio,) = report["ratios"]
+    assert ratio["vs"] == demo_ir and ratio["throughput"] == pytest.approx(
+        onnx["throughput_fps"] / ir["throughput_fps"])
+    assert "p50 ms" in capsys.readouterr().out
+
+
+def test_bad_baseline_is_a_one_line_error(demo_onnx, capsys):
+    assert main(["bench", "--engine", demo_onnx, "--vs", "model.pt"]) == 3
+    assert "torch:MODEL" in capsys.readouterr().err
+    assert main(["bench", "--engine", demo_onnx, "--vs", "opencv:only.cfg"]) == 3
+
+
+def test_video_run_reports_stages_and_memory(demo_onnx, demo_video):
+    from edgecsp.bench import measure_video
+
+    video, _ = demo_video
+    record = measure_video(demo_onnx, video, max_frames=12, outputs="all", checkpoints=(5, 12))
+    assert record["mode"] == "pipelined" and record["frames"] == 12 and record["fps"] > 0
+    assert list(record["ms_per_frame"]) == ["read", "preprocess", "infer", "postprocess", "draw", "write"]
+    assert [m["frames"] for m in record["memory"]] == [5, 12]
+    assert all(m["peak_rss_mb"] >= m["rss_mb"] > 10 for m in record["memory"])
+    sync = measure_video(demo_onnx, video, sync=True, max_frames=5, outputs="json")
+    assert sync["mode"] == "sync" and "draw" not in sync["ms_per_frame"]
+
+
+def test_torch_and_opencv_baselines(tiny_darknet):
+    pytest.importorskip("torch")
+    pytest.importorskip("cv2")
+    from edgecsp.bench import measure_opencv, measure_torch
+
+    spec = ",".join(tiny_darknet)
+    for record in (measure_torch(spec, seconds=0.05, warmup=1), measure_opencv(spec, seconds=0.05, warmup=1),
+                   measure_torch("shapes_tiny_csp", seconds=0.05, warmup=1, size=(64, 64))):
+        assert record["latency_ms"]["runs"] >= 20 and record["throughput_fps"] > 0
+        assert record["input"] == [64, 64] and record["backend"] in ("torch-eager", "opencv-dnn")
