@@ -20,6 +20,8 @@ class InferConfig(NamedTuple):
     streams: Optional[int] = None  # run this many streams at once, cycling through the sources (default: one each)
     sync: bool = False  # the single-threaded loop instead of the pipeline
     in_flight: Optional[int] = None  # requests running at once (default DEFAULT_IN_FLIGHT)
+    gst: bool = False  # open sources as Jetson GStreamer pipelines (csi://N, rtsp://, files, raw pipelines)
+    gst_codec: str = "h264"  # codec of files / RTSP streams decoded by nvv4l2decoder
 
 
 def check_options(config):
@@ -36,7 +38,12 @@ def check_options(config):
         raise InputError("--in-flight {} must be at least 1".format(config.in_flight))
     if config.sync and config.in_flight is not None:
         raise InputError("--sync runs one request at a time: drop --in-flight or --sync")
-    stream_sources(config)
+    sources = stream_sources(config)
+    if config.gst:
+        from edgecsp.runtime.gstreamer import gst_source_for
+
+        for spec in sources:
+            gst_source_for(spec, codec=config.gst_codec)  # a spec with no Jetson pipeline fails before loading
 
 
 def stream_sources(config):
@@ -57,6 +64,8 @@ def infer(config, log=None):
 
     check_options(config)
     sources = stream_sources(config)
+    if config.gst:
+        return _with_gst_sources(config, sources, log)
     options = {"threads": config.threads} if config.threads else {}
     runner = open_runner(config.engine, **options)
     in_flight = None if config.sync else (config.in_flight or DEFAULT_IN_FLIGHT)
@@ -70,3 +79,14 @@ def infer(config, log=None):
                             DetectOptions(config.conf, config.iou, config.max_det, config.class_agnostic),
                             save=config.save, json_path=config.json, max_frames=config.max_frames,
                             progress=config.progress, log=log, sync=config.sync, in_flight=in_flight)
+
+
+def _with_gst_sources(config, specs, log):
+    """Open every spec as a GStreamer pipeline (closed afterwards) and run with those Source objects."""
+    from contextlib import ExitStack
+
+    from edgecsp.runtime.gstreamer import open_gst_source
+
+    with ExitStack() as stack:
+        opened = [stack.enter_context(open_gst_source(spec, codec=config.gst_codec)) for spec in specs]
+        return infer(config._replace(source=opened, streams=None, gst=False), log)

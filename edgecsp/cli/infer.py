@@ -18,6 +18,11 @@ def add_arguments(p):
     p.add_argument("--in-flight", type=int, help="inference requests running at once (default 3)")
     p.add_argument("--sync", action="store_true", help="one frame at a time in one thread, no pipelining")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--gst", action="store_true",
+                   help="Jetson: open sources as GStreamer pipelines (hardware decoding): a video file, rtsp://..., "
+                        "csi://N for a CSI camera, or a raw pipeline string ending in appsink")
+    p.add_argument("--gst-codec", default="h264", choices=("h264", "h265"),
+                   help="codec of files and RTSP streams with --gst (default h264)")
 
 
 def run(args):
@@ -27,7 +32,7 @@ def run(args):
                          max_det=args.max_det, class_agnostic=args.agnostic_nms, save=args.save, json=args.json,
                          max_frames=args.max_frames, threads=args.threads,
                          progress=False if args.no_progress else None, streams=args.streams, sync=args.sync,
-                         in_flight=args.in_flight)
+                         in_flight=args.in_flight, gst=args.gst, gst_codec=args.gst_codec)
     result = infer(config, log=print)
     print("{} detections in {} frames: {:.1f} fps".format(result.detections, result.frames, result.summary["fps"]))
     for what, path in result.outputs:

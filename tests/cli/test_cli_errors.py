@@ -114,3 +114,19 @@ def test_usage_error_is_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["build"])
     assert exc.value.code == 2
+
+
+def test_gst_sources_fail_in_one_line_where_they_cannot_open(demo_onnx, tmp_path, capsys):
+    # a folder has no Jetson GStreamer pipeline: refused before the model is loaded
+    code, err = _run(capsys, ["infer", "--engine", demo_onnx, "--gst", str(tmp_path)])
+    assert code == 3
+    assert "no Jetson GStreamer pipeline" in _one_line_error(err)
+    # pip's OpenCV has no GStreamer: the message says which OpenCV to use (on a Jetson the pipeline would open)
+    import cv2
+
+    from edgecsp.runtime.gstreamer import opencv_has_gstreamer
+
+    if not opencv_has_gstreamer(cv2.getBuildInformation()):
+        code, err = _run(capsys, ["infer", "--engine", demo_onnx, "--gst", "csi://0"])
+        assert code == 3
+        assert "without GStreamer" in _one_line_error(err)
