@@ -5,13 +5,13 @@ and ``build(onnx_path, out_path, precision, target)``. Backends are listed here 
 imported on first use, and the engine package (onnxruntime, openvino...) only when a runner or build needs it.
 """
 import contextlib
-import hashlib
 import importlib
 import os
 import shutil
 import tempfile
 from typing import List, NamedTuple, Optional, Tuple
 
+from edgecsp._files import file_sha256  # noqa: F401 (re-exported)
 from edgecsp.backends.base import BaseRunner, load_meta_or_raise, require_file
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.runtime.meta import META_KEY, ModelMeta
@@ -132,14 +132,6 @@ def set_onnx_meta(model, meta):
     entry.key, entry.value = META_KEY, meta.to_json()
     return model
 
-
-def file_sha256(path):
-    # type: (str) -> str
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_opset(opset, target, where):

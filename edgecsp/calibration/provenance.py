@@ -9,12 +9,12 @@ preprocessing and the method are the same, and refuses with a one-line message o
 Python 3.6 compatible; numpy only.
 """
 import datetime
-import hashlib
 import json
 import os
 import platform
 import sys
 
+from edgecsp._files import file_sha256 as file_digest
 from edgecsp.errors import InputError
 
 FORMAT = "edgecsp-calibration"
@@ -52,14 +52,6 @@ def tool_versions(extra=None):
     tools.update(extra or {})
     return dict((k, v) for k, v in tools.items() if v is not None)
 
-
-def file_digest(path):
-    # type: (str) -> str
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def make_record(data, samples, meta, model_sha256, algorithm, tools=None, cache=None):

@@ -10,7 +10,6 @@ Decisions (documented in README "Export"):
   implementation that is tested here. The runtime's decode costs well under a millisecond per frame.
 * Every file is written atomically, and the final ONNX carries the metadata in ``metadata_props``.
 """
-import hashlib
 import os
 import shutil
 import tempfile
@@ -18,6 +17,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from edgecsp._files import file_sha256
 from edgecsp._lazy import require
 from edgecsp.errors import InputError, UnsupportedError, VerificationError
 from edgecsp.export.metadata import meta_from_model
@@ -90,8 +90,7 @@ def load_torch_model(config):
         if not os.path.isfile(checkpoint):
             raise InputError("checkpoint {} not found: pass the .pt file saved from the model's state_dict".format(
                 checkpoint))
-        with open(checkpoint, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
+        digest = file_sha256(checkpoint)
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a bad file; all mean "not a loadable checkpoint"

@@ -5,11 +5,11 @@ edgecsp's metadata; its sidecar manifest records both, and it is checked before 
 The engine file itself stays a plain TensorRT plan (trtexec, DeepStream and Triton load it). Pure JSON and
 hashing: Python 3.6, no TensorRT needed.
 """
-import hashlib
 import json
 import os
 from typing import List, NamedTuple, Optional
 
+from edgecsp._files import file_sha256 as sha256_of
 from edgecsp.backends.tensorrt.policy import sm_label
 from edgecsp.errors import InputError, MetadataError, UnsupportedError
 from edgecsp.runtime.meta import ModelMeta
@@ -73,14 +73,6 @@ class EngineManifest(NamedTuple):
     format: int = FORMAT
     kind: str = ENGINE_KIND
 
-
-def sha256_of(path):
-    # type: (str) -> str
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest_path(engine_path):
