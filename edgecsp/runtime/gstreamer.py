@@ -13,7 +13,7 @@ from typing import Optional
 
 from edgecsp._lazy import require
 from edgecsp.errors import InputError
-from edgecsp.runtime.sources import Source, VideoSource
+from edgecsp.runtime.sources import VideoSource
 
 # container extension -> demuxer; codec -> (RTP depayloader, parser)
 DEMUXERS = {".mp4": "qtdemux", ".mov": "qtdemux", ".m4v": "qtdemux", ".mkv": "matroskademux",
@@ -131,20 +131,8 @@ class GstSource(VideoSource):
 
     def __init__(self, pipeline, name, kind="gstreamer"):
         cv2 = require("cv2", "reading GStreamer pipelines")
-        Source.__init__(self, name)
-        self.kind = kind
-        self.pipeline = pipeline
-        self._cap = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
-        if not self._cap.isOpened():
-            self._cap.release()
-            raise InputError(self._open_error())
-        fps = self._cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if 0 < fps < 1000 else None
-        ok, frame = self._cap.read()
-        if not ok or frame is None:
-            self._cap.release()
-            raise InputError(self._empty_error())
-        self._first = frame
+        self.pipeline = pipeline  # before opening: _open_error names it
+        VideoSource.__init__(self, pipeline, name, kind, api=cv2.CAP_GSTREAMER)
 
     def _open_error(self):
         return ("OpenCV could not start the GStreamer pipeline for {}: test it with gst-launch-1.0 (appsink replaced "

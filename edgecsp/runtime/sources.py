@@ -125,11 +125,12 @@ class VideoSource(Source):
     iteration early with a warning rather than an error: the frames before the damage are still useful.
     """
 
-    def __init__(self, target, name, kind):
+    def __init__(self, target, name, kind, api=None):
         cv2 = _cv2()
         Source.__init__(self, name)
         self.kind = kind
-        self._cap = cv2.VideoCapture(target)
+        # api: an OpenCV backend such as cv2.CAP_GSTREAMER (None lets OpenCV pick, usually FFmpeg)
+        self._cap = cv2.VideoCapture(target) if api is None else cv2.VideoCapture(target, api)
         if not self._cap.isOpened():
             self._cap.release()
             raise InputError(self._open_error())

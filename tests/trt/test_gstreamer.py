@@ -59,3 +59,15 @@ def test_opencv_build_information_and_credentials():
     assert not opencv_has_gstreamer("  Video I/O:\n    GStreamer:                   NO\n")
     assert not opencv_has_gstreamer("Video I/O:\n  FFMPEG: YES\n")
     assert hide_credentials("rtspsrc location=rtsp://admin:secret@cam/s ! x") == "rtspsrc location=rtsp://***@cam/s ! x"
+
+
+def test_gst_source_that_cannot_start_is_a_one_line_error():
+    cv2 = pytest.importorskip("cv2")
+    from edgecsp.errors import InputError
+    from edgecsp.runtime.gstreamer import GstSource
+
+    if opencv_has_gstreamer(cv2.getBuildInformation()):
+        pytest.skip("this OpenCV has GStreamer: a bogus element would be a different failure")
+    with pytest.raises(InputError, match="could not start the GStreamer pipeline for cam") as info:
+        GstSource("rtspsrc location=rtsp://user:secret@127.0.0.1/s ! fakeelement ! appsink", "cam")
+    assert "secret" not in str(info.value) and "rtsp://***@" in str(info.value)
