@@ -39,7 +39,7 @@ def test_csi_pipeline_uses_nvarguscamerasrc():
 def test_gst_source_for_picks_the_pipeline_from_the_spec():
     assert gst_source_for("csi://0") == csi_pipeline(0, 1280, 720, 30, 0)
     assert gst_source_for("csi:1", width=640, height=480) == csi_pipeline(1, 640, 480, 30, 0)
-    assert gst_source_for("rtsp://user:pw@10.0.0.2/live") == rtsp_pipeline("rtsp://user:pw@10.0.0.2/live")
+    assert gst_source_for("rtsp://user:pw@camera.example/live") == rtsp_pipeline("rtsp://user:pw@camera.example/live")
     assert gst_source_for("runs/video.mp4") == file_pipeline("runs/video.mp4")
     raw = "videotestsrc !  videoconvert ! video/x-raw, format=BGR ! appsink"
     assert gst_source_for(raw) == "videotestsrc ! videoconvert ! video/x-raw, format=BGR ! appsink"
