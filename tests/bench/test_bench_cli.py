@@ -79,7 +79,7 @@ def test_bad_baseline_is_a_one_line_error(demo_onnx, capsys):
 
 
 def test_video_run_reports_stages_and_memory(demo_onnx, demo_video):
-    from edgecsp.bench import measure_video
+    from edgecsp.bench_measure import measure_video
 
     video, _ = demo_video
     record = measure_video(demo_onnx, video, max_frames=12, outputs="all", checkpoints=(5, 12))
@@ -94,7 +94,7 @@ def test_video_run_reports_stages_and_memory(demo_onnx, demo_video):
 def test_torch_and_opencv_baselines(tiny_darknet):
     pytest.importorskip("torch")
     pytest.importorskip("cv2")
-    from edgecsp.bench import measure_opencv, measure_torch
+    from edgecsp.bench_measure import measure_opencv, measure_torch
 
     spec = ",".join(tiny_darknet)
     for record in (measure_torch(spec, seconds=0.05, warmup=1), measure_opencv(spec, seconds=0.05, warmup=1),
