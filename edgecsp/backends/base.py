@@ -43,13 +43,18 @@ def check_threads(threads):
     """``threads`` if it is None (the engine decides) or a positive int; InputError otherwise."""
     if threads is None:
         return None
+    return positive_int(threads, "threads")
+
+
+def positive_int(value, what):
+    """``value`` as an int when it is a positive integer; InputError naming ``what`` otherwise."""
     try:
-        value = int(threads)
+        number = int(value)
     except (TypeError, ValueError):
-        value = 0
-    if value < 1 or value != threads:
-        raise InputError("threads must be a positive integer, got {!r}".format(threads))
-    return value
+        number = 0
+    if number < 1 or number != value:
+        raise InputError("{} must be a positive integer, got {!r}".format(what, value))
+    return number
 
 
 class InferHandle(object):
@@ -269,13 +274,7 @@ class BaseRunner(object):
         if self._active:
             raise RuntimeError("{}: set_in_flight() must come before entering the runner".format(
                 type(self).__name__))
-        try:
-            value = int(requests)
-        except (TypeError, ValueError):
-            value = 0
-        if value < 1 or value != requests:
-            raise InputError("requests in flight must be a positive integer, got {!r}".format(requests))
-        self._requested_in_flight = value
+        self._requested_in_flight = positive_int(requests, "requests in flight")
         return self
 
     @property

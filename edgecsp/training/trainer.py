@@ -6,12 +6,13 @@ number written into the model card is what the shipped pipeline computes.
 """
 import math
 import time
-from typing import NamedTuple, Tuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from edgecsp.data.shapes import render_sample
+from edgecsp.export.metadata import meta_from_model
 from edgecsp.models import create_model
 from edgecsp.runtime.preprocess import letterbox, preprocess
 from edgecsp.training.yolo_loss import ModelEMA, YoloLoss
@@ -34,24 +35,24 @@ class TrainConfig(NamedTuple):
     log_every: int = 50
 
 
-def _sample_batch(rng, batch, input_size):
+def _sample_batch(rng, batch, meta):
     """Render, letterbox and flip ``batch`` images; targets rows are (image, class, cx, cy, w, h) in pixels."""
     images, rows = [], []
     for i in range(batch):
         size = SOURCE_SIZES[rng.integers(len(SOURCE_SIZES))]
         img, boxes, labels = render_sample(rng, size)
-        img, info = letterbox(img, input_size)
+        img, info = letterbox(img, meta.input_size, meta.pad_value)
         boxes = boxes.astype(np.float32).copy()
         boxes[:, 0::2] = boxes[:, 0::2] * info.scale_x + info.pad_x
         boxes[:, 1::2] = boxes[:, 1::2] * info.scale_y + info.pad_y
         if rng.random() < 0.5:
             img = img[:, ::-1]
-            w = input_size[1]
+            w = meta.input_size[1]
             boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
         images.append(img)
         for b, c in zip(boxes, labels):
             rows.append([i, c, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2, b[2] - b[0], b[3] - b[1]])
-    x = np.stack(images)[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0  # BGR -> RGB, NCHW
+    x, _ = preprocess(images, meta)  # already at input size: only the runtime's channel order and scaling
     t = np.array(rows, dtype=np.float32).reshape(-1, 6)
     return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(t)
 
@@ -92,6 +93,7 @@ def train(config, log=print):
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = create_model(config.model)
+    meta = meta_from_model(model, config.model)
     loss_fn = YoloLoss(model.strides, model.anchors, len(model.names), model.input_size)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -112,7 +114,7 @@ def train(config, log=print):
     for step in range(config.steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        x, targets = _sample_batch(rng, config.batch, model.input_size)
+        x, targets = _sample_batch(rng, config.batch, meta)
         loss, parts = loss_fn(list(model(x)), targets)
         opt.zero_grad()
         loss.backward()
