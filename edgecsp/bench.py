@@ -29,6 +29,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from edgecsp._files import write_json_atomic
 from edgecsp.bench_measure import _MARK, _split_pair
 from edgecsp.errors import InputError
 
@@ -255,14 +256,7 @@ def _one_line(record):
 
 def write_json(path, report):
     """Write ``report`` to ``path`` atomically."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        os.makedirs(folder)
-    tmp = path + ".partial"
-    with open(tmp, "w") as out:
-        json.dump(report, out, indent=1)
-        out.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, report, indent=1, sort_keys=False)
 
 
 def format_report(report):

@@ -190,17 +190,15 @@ def measure_video(path, video, sync=False, in_flight=3, threads=None, max_frames
             current, peak = rss_mb()
             memory.append(OrderedDict([("frames", frame.index + 1), ("rss_mb", current), ("peak_rss_mb", peak)]))
 
-    folder = tempfile.mkdtemp(prefix="edgecsp-bench-")
-    try:
-        with runner:
-            result = run_pipeline(runner, video, save=os.path.join(folder, "out.mp4") if outputs == "all" else None,
-                                  json_path=os.path.join(folder, "out.jsonl") if outputs != "none" else None,
-                                  max_frames=max_frames, progress=False, sync=sync,
+    from edgecsp.runtime.inputs import open_sources
+    from edgecsp.runtime.sinks import JsonlSink, VideoSink
+
+    with tempfile.TemporaryDirectory(prefix="edgecsp-bench-") as folder:
+        sinks = ([VideoSink(os.path.join(folder, "out.mp4"))] if outputs == "all" else []) + (
+            [JsonlSink(os.path.join(folder, "out.jsonl"))] if outputs != "none" else [])
+        with open_sources([video]) as sources, runner:
+            result = run_pipeline(runner, sources, sinks=sinks, max_frames=max_frames, progress=False, sync=sync,
                                   in_flight=None if sync else in_flight, callback=on_frame if marks else None)
-    finally:
-        for name in os.listdir(folder):
-            os.remove(os.path.join(folder, name))
-        os.rmdir(folder)
     summary = result.summary
     return OrderedDict([("mode", summary["mode"]), ("frames", result.frames), ("fps", summary["fps"]),
                         ("in_flight", summary["in_flight"]), ("outputs", outputs),

@@ -12,11 +12,13 @@ Python 3.6 compatible (it runs on the device too).
 import os
 from typing import NamedTuple, Optional
 
+from edgecsp._files import require_file
 from edgecsp._lazy import available
-from edgecsp.backends import ONNX_HINT, check_opset, get_backend, load_onnx, onnx_opset
-from edgecsp.backends.base import require_file
+from edgecsp.backends import get_backend, get_backend_record
 from edgecsp.errors import InputError, UnsupportedError
+from edgecsp.onnxio import ONNX_HINT, check_opset, load_onnx, onnx_opset
 from edgecsp.targets import check_precision, get_target
+from edgecsp.validate import choice
 
 DEFAULT_FOLDER = "engines"
 BUILD_MODES = ("auto", "here", "bundle")  # where the artefact is built: decide, this machine, the device
@@ -27,7 +29,8 @@ class BuildConfig(NamedTuple):
     onnx_path: str  # an exported .onnx, or (on the device) a bundle folder written by a host build
     target: str = "cpu"
     precision: Optional[str] = None  # None: the target's default precision (a bundle's own, for a bundle)
-    output: Optional[str] = None  # None: engines/<onnx stem>-<target>-<precision><suffix> (or -bundle/)
+    output: Optional[str] = None  # None: engines/<onnx stem>-<target>-<precision><suffix> (or -bundle/); an
+    # existing folder: that default name inside it
     mode: str = "auto"  # one of BUILD_MODES; "bundle"/"here" only for backends with a host/device split
     options: dict = {}  # backend build options, e.g. TensorRT's workspace_mib, calib (backend.BUILD_OPTIONS)
 
@@ -58,10 +61,8 @@ def check_source(onnx_path, target):
 def resolve_mode(mode, target, backend):
     # type: (str, ...) -> str
     """"here" or "bundle" for ``mode`` on this machine; UnsupportedError when the request cannot be met."""
-    if mode not in BUILD_MODES:
-        raise InputError("build mode must be one of {}, got {!r}".format(", ".join(BUILD_MODES), mode))
-    split = hasattr(backend, "write_bundle")
-    if not split:
+    choice(mode, "build mode", BUILD_MODES)
+    if not get_backend_record(target.backend).device_build:
         if mode == "bundle":
             raise UnsupportedError("target {} builds its artefact on this machine: device bundles are for targets "
                                    "whose engines are built on the device (TensorRT targets)".format(target.name))
@@ -76,14 +77,41 @@ def resolve_mode(mode, target, backend):
 
 
 def check_options(options, target, backend):
-    """``options`` if the target's backend takes them all; InputError naming the strays otherwise."""
-    known = tuple(getattr(backend, "BUILD_OPTIONS", ()))
+    """``options`` if the target's backend takes them all; InputError naming the strays otherwise.
+
+    A backend with an accuracy gate gets the validation metric it measures (``validator``) when validation
+    data is given: backends never import evaluation.
+    """
+    known = tuple(backend.BUILD_OPTIONS)
     strays = sorted(k for k in options if k not in known)
     if strays:
         raise InputError("target {} ({} backend) takes no option {}{}".format(
             target.name, target.backend, ", ".join(strays),
             ": it takes " + ", ".join(known) if known else ": these are TensorRT options"))
-    return dict(options)
+    options = dict(options)
+    if (get_backend_record(target.backend).accuracy_gate and options.get("val_data")
+            and options.get("validator") is None):
+        from edgecsp.evaluation.gate import DetectionValidation
+
+        options["validator"] = DetectionValidation(options["val_data"], options.get("val_images"),
+                                                   options.get("val_metric") or "map50")
+    return options
+
+
+def resolve_output(output, onnx_path, target, precision, bundle):
+    # type: (Optional[str], str, ...) -> str
+    """Where the artefact goes: ``output``, or the default name in the default folder or in ``output`` when that
+    is an existing folder (for a bundle, a folder that is not itself a bundle)."""
+    if output is None:
+        return default_output(onnx_path, target, precision, bundle=bundle)
+    output = str(output)
+    if os.path.isdir(output) and not (bundle and _is_bundle(output)):
+        return default_output(onnx_path, target, precision, folder=output, bundle=bundle)
+    return output
+
+
+def _is_bundle(folder):
+    return os.path.isfile(os.path.join(folder, "bundle.json"))
 
 
 def build(config):
@@ -97,7 +125,7 @@ def build(config):
         return _build_from_bundle(config, target, backend, options)
     precision = check_precision(target, config.precision)
     mode = resolve_mode(config.mode, target, backend)
-    output = config.output or default_output(source, target, precision, bundle=(mode == "bundle"))
+    output = resolve_output(config.output, source, target, precision, bundle=(mode == "bundle"))
     if mode == "here" and os.path.splitext(output)[1].lower() != target.suffix:
         raise InputError("target {} writes {} artefacts, but the output is {}".format(
             target.name, target.suffix, output))

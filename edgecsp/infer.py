@@ -2,7 +2,10 @@
 from typing import NamedTuple, Optional
 
 from edgecsp.errors import InputError, UnsupportedError
+from edgecsp.runtime.inputs import check_sources, open_sources
 from edgecsp.runtime.pipeline import DEFAULT_IN_FLIGHT, DetectOptions, run_pipeline
+from edgecsp.runtime.sinks import sink_for
+from edgecsp.validate import fraction, iou_threshold, optional, positive_int
 
 
 class InferConfig(NamedTuple):
@@ -25,25 +28,27 @@ class InferConfig(NamedTuple):
 
 
 def check_options(config):
-    """Raise InputError for thresholds outside their range (before any model is loaded)."""
-    if not 0.0 <= config.conf <= 1.0:
-        raise InputError("--conf {} must be between 0 and 1".format(config.conf))
-    if not 0.0 < config.iou <= 1.0:
-        raise InputError("--iou {} must be in (0, 1]".format(config.iou))
-    if config.max_det < 1:
-        raise InputError("--max-det {} must be at least 1".format(config.max_det))
-    if config.max_frames is not None and config.max_frames < 1:
-        raise InputError("--max-frames {} must be at least 1".format(config.max_frames))
-    if config.in_flight is not None and config.in_flight < 1:
-        raise InputError("--in-flight {} must be at least 1".format(config.in_flight))
+    """Raise InputError for bad thresholds, counts, sources or output paths (before any model is loaded)."""
+    fraction(config.conf, "--conf")
+    iou_threshold(config.iou, "--iou")
+    positive_int(config.max_det, "--max-det")
+    optional(positive_int, config.max_frames, "--max-frames")
+    optional(positive_int, config.in_flight, "--in-flight")
     if config.sync and config.in_flight is not None:
         raise InputError("--sync runs one request at a time: drop --in-flight or --sync")
-    sources = stream_sources(config)
-    if config.gst:
-        from edgecsp.runtime.gstreamer import gst_source_for
+    kind, source_options = _source_kind(config)
+    check_sources(stream_sources(config), kind, **source_options)
+    return make_sinks(config)
 
-        for spec in sources:
-            gst_source_for(spec, codec=config.gst_codec)  # a spec with no Jetson pipeline fails before loading
+
+def _source_kind(config):
+    """(kind, options) of ``edgecsp.runtime.inputs`` for the config's sources."""
+    return ("gst", {"codec": config.gst_codec}) if config.gst else ("opencv", {})
+
+
+def make_sinks(config):
+    """The sinks ``config.save`` and ``config.json`` ask for (``edgecsp.runtime.sinks.sink_for``)."""
+    return [sink_for(option, path) for option, path in (("--save", config.save), ("--json", config.json)) if path]
 
 
 def stream_sources(config):
@@ -51,7 +56,7 @@ def stream_sources(config):
     sources = list(config.source) if isinstance(config.source, (list, tuple)) else [config.source]
     if not sources:
         raise InputError("no source given: pass a video file, an image, a folder, a camera index or a URL")
-    count = len(sources) if config.streams is None else config.streams
+    count = len(sources) if config.streams is None else positive_int(config.streams, "--streams")
     if count < len(sources):
         raise InputError("--streams {} is fewer than the {} sources given: drop --streams or pass fewer "
                          "sources".format(count, len(sources)))
@@ -62,31 +67,18 @@ def infer(config, log=None):
     """Run ``config.engine`` over ``config.source``; returns the runtime's PipelineResult."""
     from edgecsp.backends import open_runner
 
-    check_options(config)
-    sources = stream_sources(config)
-    if config.gst:
-        return _with_gst_sources(config, sources, log)
+    sinks = check_options(config)
+    kind, source_options = _source_kind(config)
     options = {"threads": config.threads} if config.threads else {}
     runner = open_runner(config.engine, **options)
     in_flight = None if config.sync else (config.in_flight or DEFAULT_IN_FLIGHT)
     if in_flight:
         runner.set_in_flight(in_flight)  # before entering: backends size their request pools when loading
-    with runner:
+    with runner, open_sources(stream_sources(config), kind, **source_options) as sources:
         if runner.meta.task != "detect":
             raise UnsupportedError("{} is a {} model: `edgecsp infer` runs detectors".format(
                 config.engine, runner.meta.task))
-        return run_pipeline(runner, sources if len(sources) > 1 else sources[0],
-                            DetectOptions(config.conf, config.iou, config.max_det, config.class_agnostic),
-                            save=config.save, json_path=config.json, max_frames=config.max_frames,
-                            progress=config.progress, log=log, sync=config.sync, in_flight=in_flight)
-
-
-def _with_gst_sources(config, specs, log):
-    """Open every spec as a GStreamer pipeline (closed afterwards) and run with those Source objects."""
-    from contextlib import ExitStack
-
-    from edgecsp.runtime.gstreamer import open_gst_source
-
-    with ExitStack() as stack:
-        opened = [stack.enter_context(open_gst_source(spec, codec=config.gst_codec)) for spec in specs]
-        return infer(config._replace(source=opened, streams=None, gst=False), log)
+        return run_pipeline(runner, sources, DetectOptions(config.conf, config.iou, config.max_det,
+                                                           config.class_agnostic),
+                            sinks=sinks, max_frames=config.max_frames, progress=config.progress, log=log,
+                            sync=config.sync, in_flight=in_flight)

@@ -14,6 +14,8 @@ import re
 import sys
 import textwrap
 
+from edgecsp._files import write_text_atomic
+
 FILE_RE = re.compile(r"^onnx-tensorrt-operators-(\d+)\.(\d+)-GA\.md$")
 HEADER_MAX_RE = re.compile(r"TensorRT (\d+\.\d+) supports operators up to Opset (\d+)", re.I)
 HEADER_RANGE_RE = re.compile(r"TensorRT (\d+\.\d+) supports operators in the inclusive range of opset (\d+) to "
@@ -149,10 +151,7 @@ def main(argv=None):
     parser.add_argument("output", help="the Python module to write (edgecsp/backends/tensorrt/opsets.py)")
     args = parser.parse_args(argv)
     text = render(encode(args.fixtures))
-    tmp = args.output + ".tmp"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, args.output)
+    write_text_atomic(args.output, text)
     print("wrote {} ({} matrices)".format(args.output, text.count("'source'")))
     return 0
 

@@ -12,12 +12,12 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import torch  # noqa: E402
 
+from edgecsp._files import atomic_output, write_text_atomic  # noqa: E402
 from edgecsp.export.metadata import meta_from_model  # noqa: E402
 from edgecsp.models.card import card_markdown, write_card  # noqa: E402
 from edgecsp.models import create_model  # noqa: E402
@@ -43,11 +43,8 @@ def main(argv=None):
     else:
         print("training", config)
         model, seconds = train(config)
-        fd, tmp = tempfile.mkstemp(dir=args.out_dir, suffix=".pt.tmp")
-        os.close(fd)
-        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, weights)
+        with atomic_output(weights) as tmp:
+            torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, tmp)
         print("saved", weights)
     with open(weights, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
@@ -85,8 +82,7 @@ def main(argv=None):
         with open(card_path) as f:
             card["training"] = json.load(f).get("training", card["training"])
     write_card(card_path, card)
-    with open(os.path.join(args.out_dir, config.model + ".md"), "w") as f:
-        f.write(card_markdown(card))
+    write_text_atomic(os.path.join(args.out_dir, config.model + ".md"), card_markdown(card))
     print("mAP@0.5 {:.4f}  mAP@0.5:0.95 {:.4f}  ({:.0f} s) -> {}".format(
         metrics["map50"], metrics["map50_95"], seconds, weights))
     return 0

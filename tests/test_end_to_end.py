@@ -10,7 +10,8 @@ pytestmark = pytest.mark.openvino
 
 
 def _score(jsonl_path, gt_path, num_classes):
-    from edgecsp.evaluation.detection_map import evaluate_detections, load_video_ground_truth
+    from edgecsp.data.coco import load_video_ground_truth
+    from edgecsp.evaluation.detection_map import evaluate_detections
 
     _, truths = load_video_ground_truth(gt_path)
     preds = []

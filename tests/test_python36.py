@@ -9,12 +9,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the runtime, the backends' runner side, targets, and the CLI paths that reach them
 DEVICE_CODE = ["edgecsp/__init__.py", "edgecsp/__main__.py", "edgecsp/errors.py", "edgecsp/_lazy.py", "edgecsp/_files.py",
-               "edgecsp/targets.py", "edgecsp/build.py", "edgecsp/runtime", "edgecsp/backends",
+               "edgecsp/validate.py", "edgecsp/onnxio.py", "edgecsp/targets.py", "edgecsp/build.py", "edgecsp/runtime", "edgecsp/backends",
                "edgecsp/cli/__init__.py", "edgecsp/cli/infer.py", "edgecsp/cli/build.py", "edgecsp/cli/targets.py",
                # the parser imports every command module, so `edgecsp --help` on the Jetson parses all of edgecsp/cli
                "edgecsp/cli",
                # the TensorRT device build calibrates through edgecsp.calibration, which reads COCO lists
-               "edgecsp/calibration", "edgecsp/evaluation/dataset.py", "edgecsp/evaluation/detection_map.py"]
+               "edgecsp/calibration", "edgecsp/data/coco.py"]
 
 
 def _vermin():

@@ -10,51 +10,16 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edgecsp._files import require_file
 from edgecsp.errors import InputError, MetadataError
-from edgecsp.runtime.meta import META_KEY, ModelMeta
-
-# Which `edgecsp export` options supply the metadata; kept here so every message says the same. The registry
-# model gives anchors and strides, --card the class names, --input-size the input size.
-EXPORT_META_HINT = ("export it with `edgecsp export MODEL [--checkpoint W.pt]`, `--card CARD.json` or "
-                    "`--darknet CFG WEIGHTS`, or describe an existing ONNX with "
-                    "`edgecsp export --onnx M.onnx --names FILE --anchors ...`")
-
-
-def load_meta_or_raise(meta_json, path):
-    # type: (Optional[str], str) -> ModelMeta
-    """Parse the metadata JSON found in the artefact at ``path``; MetadataError when there is none."""
-    where = os.path.basename(str(path))
-    if not meta_json:
-        raise MetadataError("{} has no edgecsp metadata (key {}): {}".format(where, META_KEY, EXPORT_META_HINT))
-    return ModelMeta.from_json(meta_json, where)
-
-
-def require_file(path, what="model", hint="pass the path of an artefact built by `edgecsp build`"):
-    # type: (str, str, str) -> str
-    """``path`` as a string if it is an existing file; InputError saying ``hint`` otherwise."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise InputError("{} {} not found: {}".format(what, path, hint))
-    return path
+from edgecsp.runtime.meta import ModelMeta
+from edgecsp.validate import optional, positive_int
 
 
 def check_threads(threads):
     # type: (Optional[int]) -> Optional[int]
     """``threads`` if it is None (the engine decides) or a positive int; InputError otherwise."""
-    if threads is None:
-        return None
-    return positive_int(threads, "threads")
-
-
-def positive_int(value, what):
-    """``value`` as an int when it is a positive integer; InputError naming ``what`` otherwise."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1 or number != value:
-        raise InputError("{} must be a positive integer, got {!r}".format(what, value))
-    return number
+    return optional(positive_int, threads, "threads")
 
 
 class InferHandle(object):

@@ -5,6 +5,7 @@ Plain records shared by ``edgecsp build``, the backends and their tests; Python 
 from typing import NamedTuple, Optional
 
 from edgecsp.errors import InputError
+from edgecsp.validate import choice, non_negative_int, number_in, optional, positive_int
 
 DEFAULT_CALIB_COUNT = 300  # NNCF's default subset size: enough for stable activation ranges on CNN detectors
 METRICS = ("map50", "map50_95")  # what --max-drop is measured on; points of mAP x 100
@@ -32,11 +33,9 @@ class CalibrationConfig(NamedTuple):
         """This config if its values are usable; InputError naming the option otherwise."""
         if not self.source and not self.cache:
             raise InputError("INT8 needs calibration data: pass --calib with " + SOURCE_HELP)
-        _positive_int(self.count, "--calib-count")
-        if self.every is not None:
-            _positive_int(self.every, "--calib-every")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise InputError("--calib-seed must be a non-negative integer, got {!r}".format(self.seed))
+        positive_int(self.count, "--calib-count")
+        optional(positive_int, self.every, "--calib-every")
+        non_negative_int(self.seed, "--calib-seed")
         return self
 
 
@@ -46,37 +45,27 @@ class AccuracyControl(NamedTuple):
     ``max_drop`` is in points of ``metric`` (mAP x 100, so 0.5 means 0.5 mAP points); None measures the
     drop and records it without enforcing a bound. ``data`` is a COCO annotations json, ``images`` the folder
     its file names are relative to (default: the json's folder). Keep it apart from the calibration data.
+    ``validator``: what measures ``metric`` on that data for a runner (backends never import evaluation);
+    ``edgecsp.build`` attaches ``edgecsp.evaluation.gate.DetectionValidation`` for it.
     """
 
     data: str
     max_drop: Optional[float] = None
     images: Optional[str] = None
     metric: str = "map50"
+    validator: Optional[object] = None
 
     def checked(self):
         if not self.data:
             raise InputError("--max-drop needs validation data: pass --val-data annotations.json [--val-images DIR]")
-        if self.max_drop is not None:
-            try:
-                value = float(self.max_drop)
-            except (TypeError, ValueError):
-                value = -1.0
-            if not 0.0 <= value <= 100.0 or value != value:
-                raise InputError("--max-drop is in mAP points (0..100), got {!r}".format(self.max_drop))
-        if self.metric not in METRICS:
-            raise InputError("the accuracy metric must be one of {}, got {!r}".format(", ".join(METRICS), self.metric))
+        optional(number_in, self.max_drop, "--max-drop (in mAP points)", 0.0, 100.0)
+        choice(self.metric, "the accuracy metric", METRICS)
         return self
-
-
-def _positive_int(value, option):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError("{} must be a positive integer, got {!r}".format(option, value))
-    return value
 
 
 # `edgecsp build` options (BuildConfig.options keys, the CLI flags without "--") that INT8 builds take
 CALIBRATION_OPTIONS = ("calib", "calib_count", "calib_seed", "calib_every", "calib_cache")
-ACCURACY_OPTIONS = ("max_drop", "val_data", "val_images", "val_metric")
+ACCURACY_OPTIONS = ("max_drop", "val_data", "val_images", "val_metric", "validator")
 
 
 def int8_options(options, accepted=CALIBRATION_OPTIONS + ACCURACY_OPTIONS):
@@ -98,5 +87,6 @@ def int8_options(options, accepted=CALIBRATION_OPTIONS + ACCURACY_OPTIONS):
         if "val_data" not in options:
             raise InputError("--max-drop and --val-images need validation data: pass --val-data annotations.json")
         accuracy = AccuracyControl(data=options["val_data"], max_drop=options.get("max_drop"),
-                                   images=options.get("val_images"), metric=options.get("val_metric", "map50"))
+                                   images=options.get("val_images"), metric=options.get("val_metric", "map50"),
+                                   validator=options.get("validator"))
     return calibration, accuracy

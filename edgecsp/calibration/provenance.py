@@ -15,6 +15,7 @@ import platform
 import sys
 
 from edgecsp._files import file_sha256 as file_digest
+from edgecsp._files import write_json_atomic  # noqa: F401 (edgecsp.calibration re-exports it)
 from edgecsp.errors import InputError
 
 FORMAT = "edgecsp-calibration"
@@ -68,24 +69,6 @@ def make_record(data, samples, meta, model_sha256, algorithm, tools=None, cache=
         "tools": tool_versions(tools),
         "cache": cache,
     }
-
-
-def write_json_atomic(path, payload):
-    """Write ``payload`` as JSON to ``path`` through a temporary file and a rename; returns ``path``."""
-    path = str(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        os.makedirs(folder)
-    tmp = os.path.join(folder, ".{}.{}.partial".format(os.path.basename(path), os.getpid()))
-    try:
-        with open(tmp, "w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def read_record(path):

@@ -16,8 +16,8 @@ import numpy as np
 
 from edgecsp._lazy import require
 from edgecsp.calibration.config import SOURCE_HELP
+from edgecsp.data.coco import coco_file_names, resolve_image_paths
 from edgecsp.errors import InputError
-from edgecsp.evaluation.dataset import coco_file_names, resolve_image_paths
 from edgecsp.runtime.sources import IMAGE_EXTENSIONS, list_images, read_image
 
 _SHAPES = re.compile(r"^shapes(?::(\d+))?$")

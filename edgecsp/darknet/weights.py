@@ -12,12 +12,12 @@ Nothing else in the layers edgecsp imports carries weights. The file must hold e
 for: a shorter file is truncated (darknet would silently leave zeros), a longer one belongs to another cfg.
 """
 import os
-import tempfile
 from collections import OrderedDict
 from typing import Dict, NamedTuple
 
 import numpy as np
 
+from edgecsp._files import atomic_output
 from edgecsp.errors import InputError
 
 DEFAULT_VERSION = (0, 2, 5)  # what AlexeyAB darknet writes today
@@ -123,21 +123,10 @@ def write_weights(path, plan, params, header=None):
                 raise InputError("{} of layer {} has shape {} but the cfg needs {}".format(
                     key, layer.index, array.shape, tuple(shape)))
             chunks.append(array.tobytes())
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".weights-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the weights private to the writer
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

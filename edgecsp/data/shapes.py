@@ -26,6 +26,7 @@ import os
 
 import numpy as np
 
+from edgecsp._files import Staged, write_bytes_atomic
 from edgecsp._lazy import require
 from edgecsp.errors import InputError
 
@@ -314,14 +315,6 @@ def dataset_sample(seed, index, size=None, return_masks=False):
     return render_sample(rng, (h, w), return_masks=return_masks)
 
 
-def _write_atomic(path, data):
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, ".{}.partial".format(os.path.basename(path)))
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def generate_dataset(out_dir, count, seed, size=None):
     """Write ``count`` images and a COCO ``annotations.json`` under ``out_dir``; return the json's path.
 
@@ -347,7 +340,7 @@ def generate_dataset(out_dir, count, seed, size=None):
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
         if not ok:
             raise RuntimeError("OpenCV failed to encode a JPEG")
-        _write_atomic(os.path.join(image_dir, name), encoded.tobytes())
+        write_bytes_atomic(os.path.join(image_dir, name), encoded.tobytes())
         image_id = index + 1
         images.append({"id": image_id, "file_name": "images/" + name, "width": w, "height": h})
         for box, label, mask in zip(boxes.tolist(), labels.tolist(), masks):
@@ -363,7 +356,7 @@ def generate_dataset(out_dir, count, seed, size=None):
         "categories": [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(SHAPE_CLASSES)],
     }
     path = os.path.join(out_dir, "annotations.json")
-    _write_atomic(path, json.dumps(coco).encode("utf-8"))
+    write_bytes_atomic(path, json.dumps(coco).encode("utf-8"))
     return path
 
 
@@ -507,7 +500,11 @@ def generate_video(path, frames, seed, size=(360, 640), fps=25):
                 next_id += 1
                 break
 
-    tmp_video = os.path.join(folder, ".{}.partial{}".format(os.path.basename(stem), ext))
+    gt_path = video_gt_path(path)
+    # the video and its ground truth land together, the ground truth last: when it exists, the video is complete;
+    # a stale ground truth is removed first, so it never sits next to the new video
+    staged = Staged([path, gt_path], remove=[gt_path])
+    tmp_video, tmp_gt = staged.staged
     writer = cv2.VideoWriter(tmp_video, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
     try:
         if not writer.isOpened():
@@ -532,16 +529,12 @@ def generate_video(path, frames, seed, size=(360, 640), fps=25):
                 bouncing[int(rng.integers(len(bouncing)))].state = "leave"
             movers = _step(movers, h, w)
         writer.release()
-        gt_path = video_gt_path(path)
-        if os.path.exists(gt_path):
-            os.remove(gt_path)  # a stale one must not sit next to the new video
-        os.replace(tmp_video, path)
-        # the ground truth comes last: when it exists, the video is complete
-        _write_atomic(gt_path, ("\n".join(lines) + "\n").encode("utf-8"))
+        with open(tmp_gt, "wb") as handle:
+            handle.write(("\n".join(lines) + "\n").encode("utf-8"))
+        staged.commit()
     finally:
         writer.release()
-        if os.path.exists(tmp_video):
-            os.remove(tmp_video)
+        staged.abort()
     return gt_path
 
 

@@ -2,10 +2,8 @@
 comparison (``edgecsp eval`` / ``edgecsp compare``)."""
 from edgecsp.evaluation.artefact import EvalConfig, evaluate, evaluate_artefact
 from edgecsp.evaluation.compare import CompareResult, compare_artefacts
-from edgecsp.evaluation.dataset import CocoDataset
-from edgecsp.evaluation.detection_map import (COCO_IOU_THRESHOLDS, average_precision, box_iou, coco_class_names,
-                                              evaluate_detections, load_coco_ground_truth,
-                                              load_video_ground_truth)
+from edgecsp.data.coco import CocoDataset, coco_class_names, load_coco_ground_truth, load_video_ground_truth
+from edgecsp.evaluation.detection_map import COCO_IOU_THRESHOLDS, average_precision, box_iou, evaluate_detections
 
 __all__ = ["COCO_IOU_THRESHOLDS", "CocoDataset", "CompareResult", "EvalConfig", "average_precision", "box_iou",
            "coco_class_names", "compare_artefacts", "evaluate", "evaluate_artefact", "evaluate_detections",

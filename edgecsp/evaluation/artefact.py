@@ -9,7 +9,7 @@ import time
 from typing import NamedTuple, Optional
 
 from edgecsp.errors import InputError
-from edgecsp.evaluation.dataset import CocoDataset
+from edgecsp.data.coco import CocoDataset
 from edgecsp.evaluation.detection_map import evaluate_detections
 from edgecsp.runtime.pipeline import DetectOptions, detect
 from edgecsp.runtime.progress import Progress

@@ -1,4 +1,4 @@
-"""Detection mAP in numpy, COCO-style, and loaders for the ground truth it compares against.
+"""Detection mAP in numpy, COCO-style (the ground-truth loaders live in ``edgecsp.data.coco``).
 
 How it counts (as pycocotools' bbox evaluation, minus crowd regions and area ranges):
 
@@ -13,9 +13,6 @@ How it counts (as pycocotools' bbox evaluation, minus crowd regions and area ran
 
 Boxes are ``x1, y1, x2, y2`` in pixels; labels are zero-based class indices.
 """
-import json
-import os
-
 import numpy as np
 
 from edgecsp.errors import InputError
@@ -159,86 +156,3 @@ def evaluate_detections(predictions, ground_truths, num_classes, iou_thresholds=
         "num_gt": {int(c): int(num_gt[c]) for c in present},
         "iou_thresholds": list(thresholds),
     }
-
-
-def _read_json(path, what):
-    try:
-        with open(path, "r") as f:
-            return json.load(f)
-    except (IOError, OSError) as exc:
-        raise InputError("cannot read {} {}: {}".format(what, path, exc.strerror or exc))
-    except ValueError as exc:
-        raise InputError("{} {} is not valid JSON ({}): regenerate or fix the file".format(what, path, exc))
-
-
-def load_coco_ground_truth(annotations_json):
-    """Read COCO detection annotations: ``(images, ground_truths)``.
-
-    ``images`` lists each image's ``{"id", "file_name", "width", "height"}`` in file order; ``ground_truths[i]``
-    is ``(boxes float32 (K, 4) xyxy, labels int64 (K,))`` for ``images[i]``. Category ids map to zero-based
-    labels in ascending id order (``coco_class_names`` gives the names in that order). Crowd annotations
-    (``iscrowd=1``) are skipped.
-    """
-    coco = _read_json(annotations_json, "COCO annotations")
-    try:
-        index = {cat["id"]: i for i, cat in enumerate(sorted(coco["categories"], key=lambda c: c["id"]))}
-        images = [{"id": im["id"], "file_name": im["file_name"], "width": int(im["width"]),
-                   "height": int(im["height"])} for im in coco["images"]]
-        per_image = {im["id"]: ([], []) for im in images}
-        for ann in coco.get("annotations", []):
-            if ann.get("iscrowd", 0):
-                continue
-            x, y, w, h = (float(v) for v in ann["bbox"])
-            boxes, labels = per_image[ann["image_id"]]
-            boxes.append((x, y, x + w, y + h))
-            labels.append(index[ann["category_id"]])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError("{} is not COCO detection json ({}: {}): it needs images, annotations with bbox and "
-                         "categories".format(annotations_json, exc.__class__.__name__, exc))
-    ground_truths = [(np.asarray(per_image[im["id"]][0], np.float32).reshape(-1, 4),
-                      np.asarray(per_image[im["id"]][1], np.int64)) for im in images]
-    return images, ground_truths
-
-
-def coco_class_names(annotations_json):
-    """Category names of a COCO json, in the zero-based label order ``load_coco_ground_truth`` uses."""
-    coco = _read_json(annotations_json, "COCO annotations")
-    try:
-        return [cat["name"] for cat in sorted(coco["categories"], key=lambda c: c["id"])]
-    except (KeyError, TypeError) as exc:
-        raise InputError("{} has no valid categories list ({})".format(annotations_json, exc))
-
-
-def load_video_ground_truth(gt_path):
-    """Read a video ground-truth file (``edgecsp.data.shapes`` format): ``(header, ground_truths)``.
-
-    ``gt_path`` is the ``<stem>.gt.jsonl`` file, or the video itself, whose ground truth is then looked up
-    next to it. ``header`` holds at least ``names``, ``frames``, ``width``, ``height``, ``fps``;
-    ``ground_truths[i]`` is ``(boxes float32 (K, 4) xyxy, labels int64 (K,))`` of frame ``i``.
-    """
-    if not gt_path.endswith(".jsonl"):
-        gt_path = os.path.splitext(gt_path)[0] + ".gt.jsonl"  # the convention of data.shapes.video_gt_path
-    try:
-        with open(gt_path, "r") as f:
-            lines = [line for line in f.read().splitlines() if line.strip()]
-    except (IOError, OSError) as exc:
-        raise InputError("cannot read video ground truth {}: {}".format(gt_path, exc.strerror or exc))
-    try:
-        header = json.loads(lines[0])
-        if header.get("format") != "edgecsp-video-gt":
-            raise ValueError("first line is not an edgecsp-video-gt header")
-        frames = [json.loads(line) for line in lines[1:]]
-        ground_truths = []
-        for i, fr in enumerate(frames):
-            if fr["frame"] != i:
-                raise ValueError("line {} holds frame {}, expected {}".format(i + 2, fr["frame"], i))
-            ground_truths.append((np.asarray(fr["boxes"], np.float32).reshape(-1, 4),
-                                  np.asarray(fr["labels"], np.int64)))
-    except (IndexError, KeyError, TypeError, ValueError) as exc:
-        raise InputError("{} is not a valid video ground-truth file ({}): regenerate it with "
-                         "edgecsp.data.generate_video".format(gt_path, exc))
-    if len(ground_truths) != header.get("frames", len(ground_truths)):
-        raise InputError("{} has {} frame lines but its header says {}: the file is truncated, regenerate "
-                         "it".format(gt_path, len(ground_truths), header["frames"]))
-    return header, ground_truths
-

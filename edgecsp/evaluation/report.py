@@ -6,7 +6,7 @@ import math
 import os
 
 from edgecsp._lazy import require
-from edgecsp.calibration.provenance import write_json_atomic
+from edgecsp._files import atomic_output, write_json_atomic
 
 REPORT_FORMAT = "edgecsp-eval"
 
@@ -119,16 +119,8 @@ def plot_report(report, path):
         axes.set_title(title)
         axes.legend(loc="lower right", fontsize=8)
         figure.tight_layout()
-        folder = os.path.dirname(os.path.abspath(str(path)))
-        if not os.path.isdir(folder):
-            os.makedirs(folder)
-        tmp = os.path.join(folder, ".{}.{}.partial.png".format(os.path.basename(str(path)), os.getpid()))
-        try:
+        with atomic_output(path) as tmp:
             figure.savefig(tmp, format="png")
-            os.replace(tmp, str(path))
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     finally:
         plt.close(figure)
     return path

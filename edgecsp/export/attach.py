@@ -9,6 +9,7 @@ from typing import NamedTuple, Optional, Tuple
 
 from edgecsp._lazy import require
 from edgecsp.errors import InputError
+from edgecsp.onnxio import save_onnx, set_onnx_meta
 from edgecsp.runtime.meta import HeadMeta, ModelMeta
 
 
@@ -63,7 +64,6 @@ def _static_dims(value_info, what):
 def attach_metadata(config):
     """Write a copy of ``config.onnx_path`` carrying edgecsp metadata; returns (path, ModelMeta)."""
     onnx = require("onnx", "reading ONNX models")
-    from edgecsp.backends import set_onnx_meta, staging_folder
 
     if not os.path.isfile(config.onnx_path):
         raise InputError("{} not found: pass the .onnx file to describe".format(config.onnx_path))
@@ -112,8 +112,5 @@ def attach_metadata(config):
     output = config.output or os.path.splitext(config.onnx_path)[0] + "-edgecsp.onnx"
     if os.path.abspath(output) == os.path.abspath(config.onnx_path):
         raise InputError("-o {} would overwrite the source: pick another output path".format(output))
-    with staging_folder(output) as tmp:
-        staged = os.path.join(tmp, "model.onnx")
-        onnx.save(model, staged)
-        os.replace(staged, output)
+    save_onnx(model, output)
     return output, meta

@@ -11,17 +11,17 @@ Decisions (documented in README "Export"):
 * Every file is written atomically, and the final ONNX carries the metadata in ``metadata_props``.
 """
 import os
-import shutil
-import tempfile
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from edgecsp._files import file_sha256
+from edgecsp._files import Staged, file_sha256
 from edgecsp._lazy import require
 from edgecsp.errors import InputError, UnsupportedError, VerificationError
 from edgecsp.export.metadata import meta_from_model
-from edgecsp.runtime.meta import META_KEY, ModelMeta
+from edgecsp.onnxio import set_onnx_meta, simplify
+from edgecsp.runtime.meta import ModelMeta
+from edgecsp.validate import positive_int
 
 DEFAULT_OPSET = 13
 MIN_OPSET, MAX_OPSET = 11, 20
@@ -149,22 +149,6 @@ def trace_to_onnx(model, path, input_size, opset, batch=1, dynamic_batch=False, 
     return names
 
 
-def set_metadata(onnx_model, meta):
-    """Store ``meta`` in ``metadata_props`` (replacing an older value) and return the model."""
-    from edgecsp.backends import set_onnx_meta
-
-    return set_onnx_meta(onnx_model, meta)
-
-
-def simplify(onnx_model):
-    """onnxsim with shape inference; raises VerificationError if it cannot prove its result equivalent."""
-    onnxsim = require("onnxsim", "simplifying ONNX")
-    simplified, ok = onnxsim.simplify(onnx_model)
-    if not ok:
-        raise VerificationError("onnxsim could not validate the simplified model: re-run with --no-simplify")
-    return simplified
-
-
 def check_model(path, opset):
     """onnx.checker (full) plus the opset and the op types the target families cannot parse."""
     onnx = require("onnx", "checking ONNX models")
@@ -235,14 +219,11 @@ def export(config, log=None):
     for v in input_size:
         if v % 32:
             raise InputError("input size {}x{} must be a multiple of 32 (the largest stride)".format(*input_size))
-    if config.batch < 1:
-        raise InputError("--batch must be >= 1")
+    positive_int(config.batch, "--batch")
     output = config.output or default_output(name, input_size, config.opset)
-    out_dir = os.path.dirname(os.path.abspath(output))
-    os.makedirs(out_dir, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix=".export-", dir=out_dir)
-    try:
-        raw_path = os.path.join(tmp_dir, "raw.onnx")
+    # every intermediate file lives in the output's staging folder; only the verified model is moved into place
+    with Staged([output]) as staged:
+        raw_path = os.path.join(staged.staging, "raw.onnx")
         names = ["head{}".format(s) for s in model.strides] if hasattr(model, "strides") else ["logits"]
         log("exporting {} ({}) at {}x{}, opset {}".format(name, source, input_size[0], input_size[1], config.opset))
         trace_to_onnx(model, raw_path, input_size, config.opset, config.batch, config.dynamic_batch, names)
@@ -250,19 +231,17 @@ def export(config, log=None):
                                source=os.path.basename(source), source_sha256=digest,
                                dynamic_batch=bool(config.dynamic_batch), torch=torch.__version__,
                                onnx=onnx.__version__)
-        raw = set_metadata(onnx.load(raw_path), meta)
+        raw = set_onnx_meta(onnx.load(raw_path), meta)
         onnx.save(raw, raw_path)
         check_model(raw_path, config.opset)
-        final_path = raw_path
-        nodes_raw = len(raw.graph.node)
-        nodes_simplified = nodes_raw
+        final_path = staged.staged[0]
+        final = raw
         if config.simplify:
             log("simplifying with onnxsim")
-            simplified = set_metadata(simplify(raw), meta)
-            final_path = os.path.join(tmp_dir, "simplified.onnx")
-            onnx.save(simplified, final_path)
-            check_model(final_path, config.opset)
-            nodes_simplified = len(simplified.graph.node)
+            final = set_onnx_meta(simplify(raw), meta)
+        onnx.save(final, final_path)
+        check_model(final_path, config.opset)
+        nodes_raw, nodes_simplified = len(raw.graph.node), len(final.graph.node)
         diff_torch = diff_simplified = ref_scale = float("nan")
         if config.verify:
             x = sample_input((config.batch, 3) + tuple(input_size))
@@ -279,8 +258,5 @@ def export(config, log=None):
                 _check_close("simplified vs raw ONNX", got_raw, got, 1e-5, 1e-5)
             log("verified: PyTorch vs ONNX Runtime max |diff| {:.3g}, simplified vs raw {:.3g}".format(
                 diff_torch, diff_simplified))
-        os.replace(final_path, output)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
     return ExportReport(output, meta, config.opset, nodes_raw, nodes_simplified, diff_torch, diff_simplified,
                         time.time() - started, ref_scale)

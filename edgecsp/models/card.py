@@ -8,6 +8,7 @@ import json
 import os
 from typing import NamedTuple
 
+from edgecsp._files import write_json_atomic
 from edgecsp.errors import InputError
 
 
@@ -36,12 +37,8 @@ def load_card(path):
 
 
 def write_card(path, doc):
-    """Write a card atomically (temp file + rename)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write a card atomically (edgecsp._files: unique staged name, fsync, rename)."""
+    write_json_atomic(path, doc, indent=2, sort_keys=False)
 
 
 def card_markdown(doc):

@@ -148,3 +148,12 @@ def open_gst_source(spec, **options):
                          "(apt), not pip's opencv-python".format(cv2.__version__))
     text = str(spec).strip()
     return GstSource(gst_source_for(text, **options), "gstreamer pipeline" if "!" in text else hide_credentials(text))
+
+
+# the source-kind contract of edgecsp.runtime.inputs
+open_spec = open_gst_source
+
+
+def check_spec(spec, **options):
+    """A spec with no Jetson pipeline fails here, before the model is loaded."""
+    gst_source_for(spec, **options)

@@ -131,3 +131,21 @@ def expected_channels(meta, head_index):
 def meta_or_none(text, where="metadata"):
     # type: (Optional[str], str) -> Optional[ModelMeta]
     return None if text is None else ModelMeta.from_json(text, where)
+
+
+# Which `edgecsp export` options supply the metadata; kept here so every message says the same. The registry
+# model gives anchors and strides, --card the class names, --input-size the input size.
+EXPORT_META_HINT = ("export it with `edgecsp export MODEL [--checkpoint W.pt]`, `--card CARD.json` or "
+                    "`--darknet CFG WEIGHTS`, or describe an existing ONNX with "
+                    "`edgecsp export --onnx M.onnx --names FILE --anchors ...`")
+
+
+def load_meta_or_raise(meta_json, path):
+    # type: (Optional[str], str) -> ModelMeta
+    """Parse the metadata JSON found in the artefact at ``path``; MetadataError when there is none."""
+    import os
+
+    where = os.path.basename(str(path))
+    if not meta_json:
+        raise MetadataError("{} has no edgecsp metadata (key {}): {}".format(where, META_KEY, EXPORT_META_HINT))
+    return ModelMeta.from_json(meta_json, where)

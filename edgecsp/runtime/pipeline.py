@@ -14,6 +14,9 @@ Several sources are several *streams*: frames are taken round-robin, one from ea
 artefact takes a batch of that size (dynamic batch, or a static batch filled by padding), else one request per
 frame. Each stream has its own outputs.
 
+Sources are open :class:`~edgecsp.runtime.sources.Source` objects (``edgecsp.runtime.inputs.open_sources`` opens
+specs of any registered kind); results go to a list of sinks (``edgecsp.runtime.sinks``: JSON lines, annotated
+video, image folder, a callback), each writing every frame in order and committing its outputs atomically.
 It takes an already-active runner (anything with ``meta`` and ``infer(batch)``; ``submit``/``in_flight`` when it
 has them), so it works with every backend without importing any of them. Python 3.6 compatible; numpy and
 OpenCV only.
@@ -33,11 +36,11 @@ from edgecsp.runtime.draw import draw_detections
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import preprocess
 from edgecsp.runtime.progress import Progress
-from edgecsp.runtime.sources import Source, open_source
+from edgecsp.runtime.sinks import CallbackSink
+from edgecsp.runtime.sources import Source
 from edgecsp.runtime.timing import StageTimer
-from edgecsp.runtime.writers import JsonlWriter, VideoWriter
+from edgecsp.validate import optional, positive_int
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
 DEFAULT_IN_FLIGHT = 3  # on 2 cores: one request per OpenVINO stream plus one queued, so the engine never waits
 _POLL_S = 0.05  # how often a blocked thread looks whether another one failed
 _END = object()  # end of a stream (reader queues) / of the results (writer queue)
@@ -90,46 +93,6 @@ def default_queue_size(in_flight, batch=1):
     return max(2, in_flight * batch)
 
 
-class _ImageFolderWriter(object):
-    """Annotated images into a folder, one file per input frame (for image and folder sources)."""
-
-    def __init__(self, folder):
-        self.folder = folder
-        os.makedirs(folder, exist_ok=True)
-
-    def write(self, image, name):
-        from edgecsp._lazy import require
-
-        cv2 = require("cv2", "writing images")
-        base = os.path.splitext(os.path.basename(name))[0] or "frame"
-        path = os.path.join(self.folder, base + ".jpg")
-        tmp = path + ".tmp.jpg"
-        if not cv2.imwrite(tmp, image):
-            raise InputError("cannot write {}: check the folder is writable".format(path))
-        os.replace(tmp, path)
-
-
-def _check_save_path(save, source):
-    ext = os.path.splitext(save)[1].lower()
-    if ext in VIDEO_EXTENSIONS:
-        return "video"
-    if ext:
-        raise InputError("--save {}: use a video path ({}) or a folder for annotated images".format(
-            save, ", ".join(VIDEO_EXTENSIONS)))
-    if source.kind not in ("image", "folder"):
-        raise InputError("--save {} is a folder but the source is a {}: give a video path such as out.mp4".format(
-            save, source.kind))
-    return "folder"
-
-
-def stream_path(path, index, streams):
-    """The output path of stream ``index``: ``path`` itself for one stream, ``stem-<index>.ext`` for several."""
-    if not path or streams == 1:
-        return path
-    stem, ext = os.path.splitext(path)
-    return "{}-{}{}".format(stem, index, ext)
-
-
 class _Stages(object):
     """A StageTimer several threads add to (one lock; a stage costs microseconds against milliseconds)."""
 
@@ -153,20 +116,14 @@ class _Stages(object):
 
 
 class _Stream(object):
-    """One source and its outputs; ``read()`` gives the next (frame, preprocessed 1-frame batch, info) or None."""
+    """One source; ``read()`` gives the next (frame, preprocessed 1-frame batch, info) or None."""
 
-    def __init__(self, index, spec, source, save, json_path, streams, max_frames):
-        self.index, self.spec, self.source = index, spec, source
+    def __init__(self, index, source, max_frames):
+        self.index, self.source = index, source
         self.max_frames = max_frames
         self.frames_in = 0
         self.ended = False
         self.queue = None
-        self.save = stream_path(save, index, streams)
-        self.json = stream_path(json_path, index, streams)
-        save_kind = _check_save_path(save, source) if save else None
-        self.video = VideoWriter(self.save, fps=source.fps) if save_kind == "video" else None
-        self.folder = _ImageFolderWriter(self.save) if save_kind == "folder" else None
-        self.jsonl = JsonlWriter(self.json) if self.json else None
         self._frames = iter(source)
 
     @property
@@ -188,18 +145,17 @@ class _Stream(object):
         self.frames_in += 1
         return frame, batch, infos[0]
 
-    def writers(self):
-        return [w for w in (self.video, self.jsonl) if w is not None]
-
 
 class _Run(object):
     """The state of one run_pipeline call: streams, timings, outputs, and the first error of any thread."""
 
-    def __init__(self, runner, streams, options, names, progress, callback, queue_size):
+    def __init__(self, runner, streams, options, names, progress, sinks, queue_size):
         self.runner, self.streams, self.options, self.names = runner, streams, options, names
         self.meta = runner.meta
         self.stages = _Stages()
-        self.callback = callback
+        # sinks that take the frame as read run before the drawing (in place) and those that want it drawn
+        self.plain = [s for s in sinks if not s.draws]
+        self.drawing = [s for s in sinks if s.draws]
         self.queue_size = queue_size
         self.detections = 0
         self.bar = Progress(total=self._total(), desc="infer", enabled=progress)
@@ -267,23 +223,24 @@ class _Run(object):
             return _postprocess(outputs, self.meta, infos, self.options)
 
     def emit(self, stream, frame, det):
-        """Callback, drawing and writing of one frame, in frame order per stream."""
+        """Every sink's write of one frame, in frame order per stream; drawn only when a sink wants it."""
         self.detections += len(det.scores)
-        if self.callback is not None:
-            self.callback(stream.index, frame, det)
-        if stream.video is not None or stream.folder is not None:
+        for sink in self.plain:
+            self._write(sink, stream, frame, det, None)
+        if self.drawing:
             with self.stages.stage("draw"):
                 drawn = draw_detections(frame.image_bgr, det, self.names)  # in place: the frame is done
-            with self.stages.stage("write"):
-                if stream.video is not None:
-                    stream.video.write(drawn)
-                else:
-                    stream.folder.write(drawn, frame.name)
-        if stream.jsonl is not None:
-            with self.stages.stage("write"):
-                stream.jsonl.write(frame.index, frame.name, det, self.names)
+            for sink in self.drawing:
+                self._write(sink, stream, frame, det, drawn)
         self.stages.count_frames()
         self.bar.update()
+
+    def _write(self, sink, stream, frame, det, drawn):
+        if sink.stage is None:
+            sink.write(stream.index, frame, det, drawn)
+        else:
+            with self.stages.stage(sink.stage):
+                sink.write(stream.index, frame, det, drawn)
 
     # -- schedules ------------------------------------------------------------------------------------------
     def run_sync(self, batch_size):
@@ -400,56 +357,58 @@ def batch_size_for(runner, streams):
     return max(1, streams)
 
 
-def run_pipeline(runner, source_spec, options=DetectOptions(), save=None, json_path=None, max_frames=None,
-                 progress=None, log=None, sync=False, in_flight=None, queue_size=None, callback=None):
-    """Run ``runner`` over every frame of ``source_spec``; optionally write an annotated video and JSON lines.
+def run_pipeline(runner, sources, options=DetectOptions(), sinks=(), max_frames=None, progress=None, log=None,
+                 sync=False, in_flight=None, queue_size=None, callback=None):
+    """Run ``runner`` over every frame of ``sources``, handing the results to ``sinks``; a PipelineResult.
 
-    ``source_spec``: what ``open_source`` takes, an open :class:`~edgecsp.runtime.sources.Source`, or a list of
-    either for several streams (outputs then go to ``stem-<i>.ext`` per stream; ``max_frames`` is per stream).
-    ``sync``: the single-threaded loop; otherwise pipelined with ``in_flight`` requests (default: the runner's
-    ``in_flight``, at least 2 when it has ``submit``). ``callback(stream_index, frame, detections)`` is called for
-    every frame in order, before drawing. Outputs are written atomically: an error or Ctrl-C in any stage leaves
-    neither a partial video nor a partial JSON file, and the error is raised here.
+    ``sources``: an open :class:`~edgecsp.runtime.sources.Source` or a list of them, one per stream
+    (``max_frames`` is per stream); ``sinks``: :mod:`edgecsp.runtime.sinks` objects (per-stream outputs are
+    ``stem-<i>.ext``). ``sync``: the single-threaded loop; otherwise pipelined with ``in_flight`` requests
+    (default: the runner's ``in_flight``, at least DEFAULT_IN_FLIGHT when it has ``submit``).
+    ``callback(stream_index, frame, detections)``, a shorthand for a CallbackSink, is called for every frame in
+    order, before drawing. An error or Ctrl-C in any stage aborts every sink (no partial output) and is raised.
     """
-    specs = list(source_spec) if isinstance(source_spec, (list, tuple)) else [source_spec]
-    if not specs:
+    sources = list(sources) if isinstance(sources, (list, tuple)) else [sources]
+    if not sources:
         raise InputError("no source given: pass a video file, an image, a folder, a camera index or a URL")
+    strays = [s for s in sources if not isinstance(s, Source)]
+    if strays:
+        raise TypeError("run_pipeline takes open Source objects, got {!r}: open specs with "
+                        "edgecsp.runtime.inputs.open_sources(specs)".format(strays[0]))
+    sinks = ([CallbackSink(callback)] if callback is not None else []) + list(sinks)
     if in_flight is None:
         in_flight = max(getattr(runner, "in_flight", 1), DEFAULT_IN_FLIGHT if hasattr(runner, "submit") else 1)
-    in_flight = int(in_flight)
-    if in_flight < 1:
-        raise InputError("in_flight must be at least 1, got {}".format(in_flight))
-    with contextlib.ExitStack() as stack:
-        sources = [s if isinstance(s, Source) else stack.enter_context(open_source(s)) for s in specs]
-        batch = batch_size_for(runner, len(sources))
-        queue_size = int(queue_size or default_queue_size(in_flight, batch))
-        streams = []
-        try:
-            for i, (spec, source) in enumerate(zip(specs, sources)):
-                streams.append(_Stream(i, spec, source, save, json_path, len(specs), max_frames))
-            for stream in streams:
-                stream.queue = queue.Queue(queue_size)
-            run = _Run(runner, streams, options, runner.meta.names, progress, callback, queue_size)
-            run.stages.timer.start()
-            with run.bar:
-                if sync:
-                    run.run_sync(batch)
-                else:
-                    run.run_pipelined(batch, in_flight)
-            if run.errors:
-                raise run.errors[0]
-            for stream in streams:
-                if stream.frames_in == 0:
-                    raise InputError("source {} yielded no frames: check that the file is a readable video".format(
-                        stream.spec if not isinstance(stream.spec, Source) else stream.source.name))
-            for stream in streams:
-                for writer in stream.writers():
-                    writer.close()
-        except BaseException:
-            for stream in streams:
-                for writer in stream.writers():
-                    writer.abort()
-            raise
+    in_flight = positive_int(in_flight, "in_flight")
+    max_frames = optional(positive_int, max_frames, "--max-frames")
+    batch = batch_size_for(runner, len(sources))
+    queue_size = int(queue_size or default_queue_size(in_flight, batch))
+    streams = [_Stream(i, source, max_frames) for i, source in enumerate(sources)]
+    for stream in streams:
+        stream.queue = queue.Queue(queue_size)
+    opened, outputs = [], []
+    try:
+        for sink in sinks:
+            sink.open(sources, runner.meta.names)
+            opened.append(sink)
+        run = _Run(runner, streams, options, runner.meta.names, progress, sinks, queue_size)
+        run.stages.timer.start()
+        with run.bar:
+            if sync:
+                run.run_sync(batch)
+            else:
+                run.run_pipelined(batch, in_flight)
+        if run.errors:
+            raise run.errors[0]
+        for stream in streams:
+            if stream.frames_in == 0:
+                raise InputError("source {} yielded no frames: check that the file is a readable video".format(
+                    stream.source.name))
+        for sink in sinks:
+            outputs += sink.close()
+    except BaseException:
+        for sink in opened:
+            sink.abort()
+        raise
     summary = run.stages.timer.summary()
     summary.update(mode="sync" if sync else "pipelined", in_flight=1 if sync else in_flight,
                    streams=len(streams), batch=batch)
@@ -459,9 +418,6 @@ def run_pipeline(runner, source_spec, options=DetectOptions(), save=None, json_p
                  "per frame.".format(in_flight, ", {} streams".format(len(streams)) if len(streams) > 1 else ""))
     if log:
         log(text)
-    outputs = tuple((what, p) for s in streams for what, p in (("annotated output", s.save), ("detections", s.json))
-                    if p)
-    first = streams[0]
-    return PipelineResult(run.stages.timer.frames, run.detections, summary,
-                          save if len(streams) > 1 else first.save,
-                          json_path if len(streams) > 1 else first.json, text, outputs)
+    saved = next((s.path for s in sinks if s.draws), None)
+    json_path = next((s.path for s in sinks if s.role == "detections"), None)
+    return PipelineResult(run.stages.timer.frames, run.detections, summary, saved, json_path, text, tuple(outputs))

@@ -233,3 +233,11 @@ def open_source(spec, skip_unreadable=False):
     if os.path.getsize(path) == 0:
         raise InputError("video {} is an empty file: record or copy it again".format(spec))
     return VideoSource(path, path, "video")
+
+
+# the source-kind contract of edgecsp.runtime.inputs
+open_spec = open_source
+
+
+def check_spec(spec, **options):
+    """Nothing to check ahead: ``open_source`` itself fails early (before the model) on a bad spec."""

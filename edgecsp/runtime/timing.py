@@ -9,6 +9,10 @@ from collections import OrderedDict
 from contextlib import contextmanager
 
 
+# the pipeline's stages in the order frames pass them; reports list these first, any others after
+PIPELINE_STAGES = ("read", "preprocess", "infer", "postprocess", "draw", "write")
+
+
 class StageTimer(object):
     """Accumulates milliseconds per stage; ``frames`` counts processed frames for the FPS figure.
 
@@ -52,8 +56,20 @@ class StageTimer(object):
         self._t_end = now
 
     def _record(self, name, ms):
-        self.total_ms[name] = self.total_ms.get(name, 0.0) + ms
-        self.calls[name] = self.calls.get(name, 0) + 1
+        if name not in self.total_ms:
+            self._insert(name)
+        self.total_ms[name] += ms
+        self.calls[name] += 1
+
+    def _insert(self, name):
+        """Add stage ``name``, keeping PIPELINE_STAGES in their order (whatever thread times one first)."""
+        self.total_ms[name], self.calls[name] = 0.0, 0
+        if name not in PIPELINE_STAGES:
+            return
+        rank = PIPELINE_STAGES.index(name)
+        for later in [k for k in self.total_ms if k in PIPELINE_STAGES and PIPELINE_STAGES.index(k) > rank]:
+            self.total_ms.move_to_end(later)
+            self.calls.move_to_end(later)
 
     def count_frames(self, n=1):
         """Count ``n`` processed frames."""

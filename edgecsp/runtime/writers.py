@@ -1,15 +1,15 @@
 """Result writers: an annotated video and a JSON-lines detection log, both written atomically.
 
-Each writer writes to a hidden temporary file next to its destination and renames it over the destination
-only on a successful ``close()``; leaving a ``with`` block through an exception (Ctrl-C included) deletes the
+Each writer writes to a staged file in a hidden folder next to its destination (``edgecsp._files.Staged``) and
+renames it over the destination only on a successful ``close()``; leaving a ``with`` block through an exception (Ctrl-C included) deletes the
 temporary file. A file at the destination path is therefore always complete. Python 3.6 compatible.
 """
 import io
 import json
 import logging
 import os
-import uuid
 
+from edgecsp._files import Staged
 from edgecsp._lazy import require
 from edgecsp.errors import InputError
 from edgecsp.runtime.nms import to_records
@@ -20,25 +20,13 @@ DEFAULT_FPS = 25.0
 
 
 class AtomicArtefact(object):
-    """Base: owns ``tmp_path`` next to ``path``; ``close()`` commits by rename, ``abort()`` deletes."""
+    """Base: owns ``tmp_path`` (staged by ``edgecsp._files.Staged``); ``close()`` commits, ``abort()`` deletes."""
 
     def __init__(self, path):
-        self.path = os.path.abspath(os.path.expanduser(str(path)))
-        folder, base = os.path.split(self.path)
-        if not base:
-            raise InputError("output path {} names a folder: give a file name".format(path))
-        if os.path.isdir(self.path):
-            raise InputError("output path {} is an existing folder: give a file name".format(path))
-        try:
-            if not os.path.isdir(folder):
-                os.makedirs(folder)
-        except OSError as exc:
-            raise InputError("cannot create output folder {}: {}".format(folder, exc))
-        stem, ext = os.path.splitext(base)
-        # Same folder (so the rename is atomic, never a cross-device copy), hidden, unique per writer, and
-        # keeping the extension because OpenCV picks the container from it.
-        self.tmp_path = os.path.join(folder, ".{}.{}-{}.partial{}".format(stem, os.getpid(), uuid.uuid4().hex[:8],
-                                                                        ext))
+        # the staged file keeps the destination's name, extension included: OpenCV picks the container from it
+        self._staged = Staged([path])
+        self.path = self._staged.paths[0]
+        self.tmp_path = self._staged.staged[0]
         self.closed = False
 
     def _release(self):
@@ -52,13 +40,16 @@ class AtomicArtefact(object):
         if self.closed:
             return self.path if os.path.exists(self.path) else None
         self.closed = True
-        self._release()
+        try:
+            self._release()
+        except BaseException:
+            self._staged.abort()
+            raise
         if not self._has_content():
-            self._remove_tmp()
+            self._staged.abort()
             log.warning("nothing was written to %s; no file created", self.path)
             return None
-        _fsync(self.tmp_path)  # the rename must not land before the data on a power cut (Jetsons get unplugged)
-        os.replace(self.tmp_path, self.path)
+        self._staged.commit()
         return self.path
 
     def abort(self):
@@ -69,13 +60,7 @@ class AtomicArtefact(object):
         try:
             self._release()
         finally:
-            self._remove_tmp()
-
-    def _remove_tmp(self):
-        try:
-            os.remove(self.tmp_path)
-        except OSError:
-            pass
+            self._staged.abort()
 
     def __enter__(self):
         return self
@@ -86,19 +71,6 @@ class AtomicArtefact(object):
         else:
             self.abort()
         return False
-
-
-def _fsync(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems (network, FUSE) refuse fsync; the rename is still atomic
-    finally:
-        os.close(fd)
 
 
 class VideoWriter(AtomicArtefact):
@@ -121,7 +93,8 @@ class VideoWriter(AtomicArtefact):
         writer = cv2.VideoWriter(self.tmp_path, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size)
         if not writer.isOpened():
             writer.release()
-            self._remove_tmp()
+            self._staged.abort()
+            self.closed = True
             raise InputError("cannot write video {} with codec {}: this OpenCV build has no such encoder for that "
                              "container; use a .mp4 path with mp4v or a .avi path with MJPG".format(self.path,
                                                                                                  self.fourcc))

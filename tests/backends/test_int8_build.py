@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from edgecsp._lazy import available
-from edgecsp.backends import file_sha256, open_runner, read_artefact_meta
+from edgecsp._files import file_sha256
+from edgecsp.backends import open_runner, read_artefact_meta
 from edgecsp.build import BuildConfig, build
 from edgecsp.calibration import provenance_path, read_record
 from edgecsp.cli import main
@@ -88,7 +89,7 @@ def test_max_drop_failure_says_what_was_reached(tiny_detector_onnx, shapes_val, 
     import edgecsp.backends.openvino.quantize as quantize
 
     figures = {"fp32": 0.90, "int8": 0.87}
-    monkeypatch.setattr(quantize, "measure", lambda ov, model, meta, precision, dataset, metric: figures[precision])
+    monkeypatch.setattr(quantize, "measure", lambda ov, model, meta, precision, validation: figures[precision])
     monkeypatch.setattr(quantize, "_controlled", lambda nncf, model, *args: model)  # NNCF's search is not the point
     out = str(tmp_path / "strict.xml")
     with pytest.raises(VerificationError, match=r"INT8 map50 is 87.00 vs FP32 90.00 on 10 images of annotations.json: "

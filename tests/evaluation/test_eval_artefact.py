@@ -10,7 +10,7 @@ from edgecsp._lazy import available
 from edgecsp.cli import main
 from edgecsp.errors import InputError
 from edgecsp.evaluation.artefact import EvalConfig, evaluate, score
-from edgecsp.evaluation.dataset import CocoDataset
+from edgecsp.data.coco import CocoDataset
 
 from test_coco_eval import ANNOTATIONS, KNOWN, PREDICTIONS  # noqa: E402  (same folder)
 

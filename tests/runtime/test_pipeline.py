@@ -12,7 +12,8 @@ import pytest
 from edgecsp.backends.base import InferHandle
 from edgecsp.errors import InputError
 from edgecsp.runtime.meta import HeadMeta, ModelMeta
-from edgecsp.runtime.pipeline import DetectOptions, frames_in_memory, run_pipeline, stream_path
+from edgecsp.runtime.pipeline import DetectOptions, frames_in_memory, run_pipeline
+from edgecsp.runtime.sinks import JsonlSink, Sink, VideoSink, sink_for, stream_path
 from edgecsp.runtime.sources import Frame, Source
 
 pytest.importorskip("cv2")
@@ -94,7 +95,7 @@ def _lines(path):
 
 def _run(runner, source, tmp_path, tag, **kw):
     out = str(tmp_path / "{}.jsonl".format(tag))
-    result = run_pipeline(runner, source, OPTIONS, json_path=out, progress=False, **kw)
+    result = run_pipeline(runner, source, OPTIONS, sinks=[JsonlSink(out)], progress=False, **kw)
     return result, _lines(out)
 
 
@@ -127,7 +128,7 @@ def test_slow_consumer_bounds_how_far_the_reader_runs_ahead(tmp_path):
 def test_source_error_propagates_and_leaves_no_partial_output(tmp_path, sync):
     out, video = str(tmp_path / "d.jsonl"), str(tmp_path / "a.mp4")
     with pytest.raises(InputError, match="camera unplugged at frame 30"):
-        run_pipeline(AsyncFakeRunner(), CountingSource(60, fail_at=30), OPTIONS, save=video, json_path=out,
+        run_pipeline(AsyncFakeRunner(), CountingSource(60, fail_at=30), OPTIONS, sinks=[VideoSink(video), JsonlSink(out)],
                      progress=False, sync=sync)
     assert os.listdir(str(tmp_path)) == []  # neither the outputs nor their temporary files
 
@@ -135,7 +136,7 @@ def test_source_error_propagates_and_leaves_no_partial_output(tmp_path, sync):
 def test_runner_error_propagates_and_leaves_no_partial_output(tmp_path):
     out = str(tmp_path / "d.jsonl")
     with pytest.raises(RuntimeError, match="engine exploded"):
-        run_pipeline(AsyncFakeRunner(fail_at_call=20), CountingSource(60), OPTIONS, json_path=out, progress=False)
+        run_pipeline(AsyncFakeRunner(fail_at_call=20), CountingSource(60), OPTIONS, sinks=[JsonlSink(out)], progress=False)
     assert os.listdir(str(tmp_path)) == []
 
 
@@ -145,7 +146,7 @@ def test_writer_stage_error_propagates(tmp_path):
             raise ValueError("disk full")
 
     with pytest.raises(ValueError, match="disk full"):
-        run_pipeline(FakeRunner(), CountingSource(40), OPTIONS, json_path=str(tmp_path / "d.jsonl"),
+        run_pipeline(FakeRunner(), CountingSource(40), OPTIONS, sinks=[JsonlSink(str(tmp_path / "d.jsonl"))],
                      progress=False, callback=broken)
     assert os.listdir(str(tmp_path)) == []
     assert threading.active_count() < 10  # every pipeline thread has ended
@@ -154,13 +155,13 @@ def test_writer_stage_error_propagates(tmp_path):
 def test_streams_are_batched_with_a_dynamic_batch_and_keep_their_order(tmp_path):
     runner = FakeRunner(batch=None)
     sources = [CountingSource(30, name="left"), CountingSource(20, name="right", shape=(40, 40))]
-    result = run_pipeline(runner, sources, OPTIONS, json_path=str(tmp_path / "d.jsonl"), progress=False)
+    result = run_pipeline(runner, sources, OPTIONS, sinks=[JsonlSink(str(tmp_path / "d.jsonl"))], progress=False)
     left, right = _lines(str(tmp_path / "d-0.jsonl")), _lines(str(tmp_path / "d-1.jsonl"))
     assert [line["frame"] for line in left] == list(range(30)) and [line["frame"] for line in right] == list(range(20))
     assert result.frames == 50 and result.summary["streams"] == 2 and result.summary["batch"] == 2
     assert max(runner.batches) == 2  # one frame of each stream per request while both run
     alone = run_pipeline(FakeRunner(), CountingSource(20, name="right", shape=(40, 40)), OPTIONS,
-                         json_path=str(tmp_path / "alone.jsonl"), progress=False, sync=True)
+                         sinks=[JsonlSink(str(tmp_path / "alone.jsonl"))], progress=False, sync=True)
     assert _lines(str(tmp_path / "alone.jsonl")) == right and alone.frames == 20
     assert [p for _, p in result.outputs] == [str(tmp_path / "d-0.jsonl"), str(tmp_path / "d-1.jsonl")]
 
@@ -180,5 +181,56 @@ def test_max_frames_and_stream_paths(tmp_path):
 
 def test_empty_source_is_a_one_line_error(tmp_path):
     with pytest.raises(InputError, match="yielded no frames"):
-        run_pipeline(FakeRunner(), CountingSource(0), OPTIONS, json_path=str(tmp_path / "d.jsonl"), progress=False)
+        run_pipeline(FakeRunner(), CountingSource(0), OPTIONS, sinks=[JsonlSink(str(tmp_path / "d.jsonl"))], progress=False)
     assert os.listdir(str(tmp_path)) == []
+
+
+class ListSink(Sink):
+    """A sink defined outside the package: what the pipeline hands to every sink, in order."""
+
+    def __init__(self):
+        Sink.__init__(self, "memory")
+        self.opened, self.frames, self.closed, self.aborted = None, [], False, False
+
+    def open(self, sources, names):
+        self.opened = ([s.name for s in sources], list(names))
+
+    def write(self, stream, frame, det, drawn=None):
+        self.frames.append((stream, frame.index, len(det.scores)))
+
+    def close(self):
+        self.closed = True
+        return [("frames", "memory")]
+
+    def abort(self):
+        self.aborted = True
+
+
+def test_a_new_sink_is_one_class_and_gets_every_frame_in_order():
+    sink = ListSink()
+    result = run_pipeline(AsyncFakeRunner(), [CountingSource(12, name="l"), CountingSource(5, name="r")], OPTIONS,
+                          sinks=[sink], progress=False)
+    assert sink.opened == (["l", "r"], ["a", "b"]) and sink.closed and not sink.aborted
+    assert [f[1] for f in sink.frames if f[0] == 0] == list(range(12))
+    assert [f[1] for f in sink.frames if f[0] == 1] == list(range(5))
+    assert result.outputs == (("frames", "memory"),)
+    failing = ListSink()
+    with pytest.raises(InputError, match="camera unplugged"):
+        run_pipeline(FakeRunner(), CountingSource(9, fail_at=4), OPTIONS, sinks=[failing], progress=False)
+    assert failing.aborted and not failing.closed
+
+
+def test_sinks_are_picked_by_option_and_path_and_bad_ones_fail_before_running(tmp_path):
+    assert isinstance(sink_for("--save", "a.mp4"), VideoSink) and isinstance(sink_for("--json", "d.jsonl"), JsonlSink)
+    with pytest.raises(InputError, match=r"--save a\.txt: use a video path \(\.mp4"):
+        sink_for("--save", "a.txt")
+    runner = FakeRunner()
+    with pytest.raises(InputError, match="is a folder but the source is a video"):
+        run_pipeline(runner, CountingSource(5), OPTIONS, sinks=[sink_for("--save", str(tmp_path / "frames"))],
+                     progress=False)
+    assert runner.calls == 0 and os.listdir(str(tmp_path)) == []
+
+
+def test_run_pipeline_takes_open_sources_not_specs(tmp_path):
+    with pytest.raises(TypeError, match="open_sources"):
+        run_pipeline(FakeRunner(), "clip.mp4", OPTIONS, progress=False)

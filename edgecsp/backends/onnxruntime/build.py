@@ -1,10 +1,12 @@
 """Build for ONNX Runtime targets: a checked copy of the ONNX with its metadata stamped (host side)."""
 import os
 
+from edgecsp._files import Staged, file_sha256
 from edgecsp._lazy import available, require
-from edgecsp.backends import check_opset, file_sha256, load_onnx, onnx_opset, set_onnx_meta, staging_folder
 from edgecsp.calibration.config import CALIBRATION_OPTIONS, int8_options
+from edgecsp.calibration.provenance import provenance_path
 from edgecsp.errors import UnsupportedError, VerificationError
+from edgecsp.onnxio import check_opset, load_onnx, onnx_opset, set_onnx_meta
 from edgecsp.targets import check_precision, get_target
 
 BACKEND = "onnxruntime"
@@ -17,8 +19,8 @@ def build(onnx_path, out_path, precision=None, target="cpu-ort", **options):
 
     int8 quantizes it (static QDQ, ``quantize.py``) with the calibration ``options`` (``BUILD_OPTIONS``: ``calib``,
     ``calib_count``, ``calib_cache``...) and writes the provenance record and the calibration ranges next to it.
-    The files are written into a staging folder next to ``out_path``, checked there, then renamed into place, the
-    model last.
+    The files are staged next to ``out_path`` (``edgecsp._files.Staged``), checked there, then renamed into
+    place, the model last.
     """
     target = get_target(target)
     if target.backend != BACKEND:
@@ -33,33 +35,18 @@ def build(onnx_path, out_path, precision=None, target="cpu-ort", **options):
     meta = meta.with_extra(precision=precision, target=target.name, backend=BACKEND,
                            onnxruntime=backend.version(), onnx_sha256=file_sha256(str(onnx_path)))
     out_path = str(out_path)
-    with staging_folder(out_path) as staging:
-        staged = os.path.join(staging, os.path.basename(out_path))
-        sidecars = []
+    from edgecsp.backends.onnxruntime.quantize import cache_path
+
+    # the sidecars of an earlier INT8 build must not describe this artefact: removed unless written again
+    with Staged([out_path], remove=[provenance_path(out_path), cache_path(out_path)]) as staged:
         if precision == "int8" or calibration is not None:
             from edgecsp.backends.onnxruntime.quantize import build_int8
 
-            model, meta, sidecars = build_int8(onnx_path, staged, meta, precision, calibration)
+            model, meta = build_int8(onnx_path, staged, meta, precision, calibration)
         set_onnx_meta(model, meta)
-        onnx.save(model, staged)
-        _verify(staged, meta)
-        _replace_sidecars(out_path, sidecars)
-        os.replace(staged, out_path)
+        onnx.save(model, staged.staged[-1])
+        _verify(staged.staged[-1], meta)
     return out_path
-
-
-def _replace_sidecars(out_path, staged_paths):
-    """Move the staged provenance/cache files next to ``out_path``; remove those of an earlier INT8 build."""
-    from edgecsp.backends.onnxruntime.quantize import cache_path
-    from edgecsp.calibration.provenance import provenance_path
-
-    folder = os.path.dirname(os.path.abspath(out_path))
-    names = [os.path.basename(p) for p in staged_paths]
-    for stale in (provenance_path(out_path), cache_path(out_path)):
-        if os.path.exists(stale) and os.path.basename(stale) not in names:
-            os.remove(stale)
-    for staged in staged_paths:
-        os.replace(staged, os.path.join(folder, os.path.basename(staged)))
 
 
 def _verify(path, meta):

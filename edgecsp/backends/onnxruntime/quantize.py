@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 
+from edgecsp._files import write_json
 from edgecsp._lazy import require
 from edgecsp.errors import InputError, UnsupportedError, VerificationError
 
@@ -55,20 +56,19 @@ class _Reader(object):
         return iter(self.get_next, None)
 
 
-def build_int8(onnx_path, staged_out, meta, precision, calibration):
-    """Quantize for ``build``: ``(INT8 onnx.ModelProto, meta with the calibration summary, staged sidecars)``.
+def build_int8(onnx_path, staged, meta, precision, calibration):
+    """Quantize for ``build``: ``(INT8 onnx.ModelProto, meta with the calibration summary)``.
 
-    The INT8 model is written to ``staged_out`` (in a staging folder); the sidecars (provenance record, ranges
-    cache) are staged next to it under their final names. Options, calibration data and a
+    ``staged``: the ``edgecsp._files.Staged`` output of the build; the INT8 model is written to its last staged
+    path, and the sidecars (provenance record, ranges cache) are added to it under their final names. Options, calibration data and a
     reused cache are checked before ONNX Runtime starts.
     """
     onnx = require("onnx", "INT8 quantization for ONNX Runtime")
     require("onnxruntime", "INT8 quantization for ONNX Runtime")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from edgecsp.backends import file_sha256
-    from edgecsp.calibration import CalibrationSet, provenance_path, reusable_cache, write_json_atomic
-    from edgecsp.calibration.provenance import file_digest
+    from edgecsp._files import file_sha256
+    from edgecsp.calibration import CalibrationSet, provenance_path, reusable_cache
 
     if precision != "int8":
         raise InputError("--calib and --calib-cache apply to --precision int8, not {}".format(precision))
@@ -78,7 +78,9 @@ def build_int8(onnx_path, staged_out, meta, precision, calibration):
     source = onnx.load(str(onnx_path), load_external_data=False)
     model_sha256 = file_sha256(str(onnx_path))
     takes_cache = "calibration_cache_path" in inspect.signature(quantize_static).parameters
-    staged_cache = cache_path(staged_out)
+    out_path = staged.paths[-1]
+    staged_out = staged.staged[-1]
+    staged_cache = os.path.join(staged.staging, os.path.basename(cache_path(out_path)))
     reused, calibration_set, reader = None, None, None
     if calibration.cache:
         if not takes_cache:
@@ -90,7 +92,7 @@ def build_int8(onnx_path, staged_out, meta, precision, calibration):
         calibration_set = CalibrationSet(calibration.checked(), meta, _static_batch(source)).verify()
         reader = _Reader(calibration_set, meta.input_name or source.graph.input[0].name)
 
-    prepared = _pre_process(str(onnx_path), os.path.join(os.path.dirname(staged_out), ".prepared.onnx"))
+    prepared = _pre_process(str(onnx_path), os.path.join(staged.staging, ".prepared.onnx"))
     keep = output_nodes(onnx.load(prepared, load_external_data=False))
     options = dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                    per_channel=True, reduce_range=False, calibrate_method=CalibrationMethod.MinMax,
@@ -110,24 +112,26 @@ def build_int8(onnx_path, staged_out, meta, precision, calibration):
 
     summary = {"tool": "onnxruntime", "method": METHOD, "kept_float": keep, "format": "QDQ",
                "activations": "uint8", "weights": "int8 per-channel"}
-    sidecars = [staged_cache] if os.path.isfile(staged_cache) else []
-    for path in sidecars:
-        os.chmod(path, 0o644)  # ONNX Runtime writes it through mkstemp (0600)
-    cache = {"file": os.path.basename(staged_cache), "sha256": file_digest(staged_cache)} if sidecars else None
+    cache = None
+    if os.path.isfile(staged_cache):
+        os.chmod(staged_cache, 0o644)  # ONNX Runtime writes it through mkstemp (0600)
+        staged.sidecar(cache_path(out_path))  # it is already at its staged path, under its final name
+        cache = {"file": os.path.basename(staged_cache), "sha256": file_sha256(staged_cache)}
     tools = {"onnxruntime": backend.version(), "onnx": onnx.__version__}
     if reused is not None:
         record = dict(reused, algorithm=summary, cache=cache, reused_from=os.path.basename(calibration.cache))
         record["tools"] = dict(reused.get("tools") or {}, **tools)
     else:
         record = calibration_set.provenance(model_sha256, summary, tools=tools, cache=cache)
-    record["artefact"] = os.path.basename(str(staged_out))
+    record["artefact"] = os.path.basename(out_path)
     record["accuracy"] = None
-    record_path = write_json_atomic(provenance_path(staged_out), record)
+    record_path = provenance_path(out_path)
+    write_json(staged.sidecar(record_path), record)
     meta = meta.with_extra(calibration={
         "provenance": os.path.basename(record_path), "method": METHOD, "source": record["data"].get("source"),
         "fingerprint": record["data"].get("fingerprint"), "samples": record["samples"],
         "reused_from": record.get("reused_from")})
-    return model, meta, [record_path] + sidecars
+    return model, meta
 
 
 def _pre_process(onnx_path, prepared):

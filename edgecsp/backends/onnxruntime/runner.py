@@ -3,10 +3,11 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from edgecsp._files import require_file
 from edgecsp._lazy import require
-from edgecsp.backends.base import BaseRunner, InferHandle, check_threads, load_meta_or_raise, require_file
+from edgecsp.backends.base import BaseRunner, InferHandle, check_threads
 from edgecsp.errors import InputError, UnsupportedError
-from edgecsp.runtime.meta import META_KEY
+from edgecsp.runtime.meta import META_KEY, load_meta_or_raise
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 

@@ -4,12 +4,14 @@ The precision is always explicit: ``openvino.save_model`` compresses weights to 
 """
 import os
 
+from edgecsp._files import Staged, file_sha256, require_file, write_json
 from edgecsp._lazy import available, require
-from edgecsp.backends import ONNX_HINT, file_sha256, load_onnx, staging_folder
-from edgecsp.backends.base import load_meta_or_raise, require_file
 from edgecsp.backends.openvino.runner import FRAMEWORK_PATH, RT_INFO_PATH, model_meta_json, ov_message, read_model
 from edgecsp.calibration.config import ACCURACY_OPTIONS, CALIBRATION_OPTIONS, int8_options
+from edgecsp.calibration.provenance import provenance_path
 from edgecsp.errors import InputError, UnsupportedError, VerificationError
+from edgecsp.onnxio import ONNX_HINT, load_onnx
+from edgecsp.runtime.meta import load_meta_or_raise
 from edgecsp.targets import check_precision, get_target
 
 BACKEND = "openvino"
@@ -75,25 +77,18 @@ def _save(ov, model, xml_path, precision):
 
 
 def _save_atomically(ov, model, out_xml, precision, meta, sidecars=None):
-    """``sidecars``: {final path: JSON-ready dict} written next to the IR (the calibration provenance)."""
-    from edgecsp.calibration.provenance import provenance_path, write_json_atomic
+    """``sidecars``: {final path: JSON-ready dict} written next to the IR (the calibration provenance).
 
+    The .xml goes into place last, after the .bin and the sidecars, and the record of an earlier INT8 build is
+    removed unless this build writes it again: an .xml on disk always belongs to a complete artefact.
+    """
     out_bin = os.path.splitext(out_xml)[0] + ".bin"
-    with staging_folder(out_xml) as staging:
-        staged_xml = os.path.join(staging, os.path.basename(out_xml))
-        _save(ov, model, staged_xml, precision)
+    with Staged([out_bin, out_xml], remove=[out_xml, provenance_path(out_xml)]) as staged:
+        staged_xml = staged.staged[-1]
+        _save(ov, model, staged_xml, precision)  # writes the staged .bin beside it
         verify_ir(ov, staged_xml, precision, meta)
-        staged_sidecars = [(write_json_atomic(os.path.join(staging, os.path.basename(path)), payload), path)
-                           for path, payload in sorted((sidecars or {}).items())]
-        if os.path.exists(out_xml):
-            os.remove(out_xml)  # from here until the last rename no complete-looking IR is on disk
-        stale = provenance_path(out_xml)
-        if os.path.exists(stale) and stale not in (sidecars or {}):
-            os.remove(stale)  # the record of an earlier INT8 build must not describe this artefact
-        for staged, path in staged_sidecars:
-            os.replace(staged, path)
-        os.replace(os.path.splitext(staged_xml)[0] + ".bin", out_bin)
-        os.replace(staged_xml, out_xml)
+        for path, payload in sorted((sidecars or {}).items()):
+            write_json(staged.sidecar(path), payload)
 
 
 def weight_precisions(model):

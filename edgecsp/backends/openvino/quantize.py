@@ -57,12 +57,10 @@ def compile_as_runner(ov, model, meta, precision):
     return CompiledRunner(ov.Core().compile_model(model, "CPU", config), meta)
 
 
-def measure(ov, model, meta, precision, dataset, metric):
-    """The ``metric`` (fraction) of ``model`` on ``dataset`` as the runner would run it."""
-    from edgecsp.evaluation.artefact import predict, score
-
-    predictions, _ = predict(compile_as_runner(ov, model, meta, precision), dataset)
-    return score(predictions, dataset, coco=False)[metric]
+def measure(ov, model, meta, precision, validation):
+    """The validation metric (fraction) of ``model`` as the runner would run it (``validation``: the
+    ``AccuracyControl.validator`` callback, e.g. ``edgecsp.evaluation.gate.DetectionValidation``)."""
+    return validation.score(compile_as_runner(ov, model, meta, precision))
 
 
 def quantize_ir(model, meta, calibration, accuracy=None, keep_float=None):
@@ -85,35 +83,23 @@ def quantize_ir(model, meta, calibration, accuracy=None, keep_float=None):
         summary["method"] = METHOD
         return quantized, summary
 
-    from edgecsp.evaluation.dataset import CocoDataset
-
-    dataset = CocoDataset(accuracy.data, accuracy.images, option="--val-images")
-    dataset.label_map(meta.names)  # fail now when the validation classes do not fit the model
+    validation = accuracy.validator
+    validation.check_classes(meta.names)  # fail now when the validation classes do not fit the model
     if accuracy.max_drop is None:
         quantized = nncf.quantize(model, calibration_data, **options)
         summary["method"] = METHOD
     else:
-        quantized = _controlled(nncf, model, meta, calibration_data, dataset, accuracy, options)
+        quantized = _controlled(nncf, model, meta, calibration_data, validation, accuracy, options)
         summary.update(method=CONTROLLED_METHOD, max_drop=float(accuracy.max_drop))
-    summary.update(_check_drop(ov, model, quantized, meta, dataset, accuracy))
+    summary.update(_check_drop(ov, model, quantized, meta, validation, accuracy))
     return quantized, summary
 
 
-def _controlled(nncf, model, meta, calibration_data, dataset, accuracy, options):
-    from edgecsp.evaluation.artefact import predict, score
-    from edgecsp.evaluation.detection_map import evaluate_detections
+def _controlled(nncf, model, meta, calibration_data, validation, accuracy, options):
+    def validate(compiled, indices):  # NNCF ranks layers by how much each image's value changes
+        return validation.per_image(CompiledRunner(compiled, meta), indices)
 
-    def validate(compiled, indices):
-        indices = list(indices)
-        predictions, _ = predict(CompiledRunner(compiled, meta), dataset, indices=indices)
-        metric = score(predictions, dataset, indices, coco=False)[accuracy.metric]
-        per_image = []  # NNCF ranks layers by how much each image's value changes
-        for pred, index in zip(predictions, indices):
-            value = evaluate_detections([pred], [dataset.ground_truths[index]], len(dataset.names))[accuracy.metric]
-            per_image.append(value if value == value else float(len(pred[1]) == 0))
-        return metric, per_image
-
-    validation_data = nncf.Dataset(list(range(len(dataset))))
+    validation_data = nncf.Dataset(list(range(len(validation))))
     try:
         return nncf.quantize_with_accuracy_control(
             model, calibration_data, validation_data, validate, max_drop=float(accuracy.max_drop) / 100.0,
@@ -123,21 +109,21 @@ def _controlled(nncf, model, meta, calibration_data, dataset, accuracy, options)
             str(exc).splitlines()[0]))
 
 
-def _check_drop(ov, model, quantized, meta, dataset, accuracy):
+def _check_drop(ov, model, quantized, meta, validation, accuracy):
     """Measure FP32 and INT8 as deployed; VerificationError when the drop is above ``accuracy.max_drop``."""
-    reference = measure(ov, model, meta, "fp32", dataset, accuracy.metric)
-    reached = measure(ov, quantized, meta, "int8", dataset, accuracy.metric)
+    reference = measure(ov, model, meta, "fp32", validation)
+    reached = measure(ov, quantized, meta, "int8", validation)
     drop = 100.0 * (reference - reached)
-    figures = {"metric": accuracy.metric, "validation": os.path.basename(accuracy.data),
-               "validation_images": len(dataset), "fp32": reference, "int8": reached, "drop_points": drop}
+    figures = {"metric": accuracy.metric, "validation": validation.name,
+               "validation_images": len(validation), "fp32": reference, "int8": reached, "drop_points": drop}
     log.info("INT8 %s %.2f vs FP32 %.2f on %d images: drop %.2f points", accuracy.metric, 100 * reached,
-             100 * reference, len(dataset), drop)
+             100 * reference, len(validation), drop)
     if accuracy.max_drop is not None and drop > float(accuracy.max_drop) + 1e-9:
         raise VerificationError("INT8 {} is {:.2f} vs FP32 {:.2f} on {} images of {}: a drop of {:.2f} points, above "
                                 "--max-drop {:g}; nothing was written. Raise --max-drop, calibrate on more "
                                 "representative data (--calib, --calib-count) or build fp32".format(
-                                    accuracy.metric, 100 * reached, 100 * reference, len(dataset),
-                                    os.path.basename(accuracy.data), drop, float(accuracy.max_drop)))
+                                    accuracy.metric, 100 * reached, 100 * reference, len(validation),
+                                    validation.name, drop, float(accuracy.max_drop)))
     return figures
 
 
@@ -161,6 +147,9 @@ def check_request(precision, calibration, accuracy):
                                "calibration result: drop --calib-cache and pass --calib")
     if accuracy is not None:
         accuracy.checked()
+        if accuracy.validator is None:
+            raise InputError("--max-drop / --val-data need a validation metric: build through edgecsp.build.build, "
+                             "or pass AccuracyControl(validator=edgecsp.evaluation.gate.DetectionValidation(...))")
 
 
 def build_int8(ov, model, meta, onnx_path, out_xml, precision, calibration, accuracy):
@@ -169,7 +158,7 @@ def build_int8(ov, model, meta, onnx_path, out_xml, precision, calibration, accu
     Everything the user can get wrong (options, calibration images, validation data) fails here, before NNCF
     starts and before anything is written.
     """
-    from edgecsp.backends import file_sha256
+    from edgecsp._files import file_sha256
     from edgecsp.calibration import CalibrationSet, provenance_path
 
     check_request(precision, calibration, accuracy)

@@ -2,10 +2,11 @@
 import os
 import threading
 
+from edgecsp._files import require_file
 from edgecsp._lazy import require
-from edgecsp.backends.base import BaseRunner, check_threads, load_meta_or_raise, require_file
+from edgecsp.backends.base import BaseRunner, check_threads
 from edgecsp.errors import InputError, UnsupportedError
-from edgecsp.runtime.meta import META_KEY
+from edgecsp.runtime.meta import META_KEY, load_meta_or_raise
 
 RT_INFO_PATH = ("edgecsp", "meta")  # where `edgecsp build` stores the metadata JSON
 FRAMEWORK_PATH = ("framework", META_KEY)  # where convert_model/ovc copy the ONNX metadata_props

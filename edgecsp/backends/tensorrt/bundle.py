@@ -12,8 +12,8 @@ import os
 from typing import List, Optional
 
 from edgecsp import __version__
+from edgecsp._files import atomic_folder, file_sha256, write_json
 from edgecsp._lazy import require
-from edgecsp.backends import file_sha256, load_onnx, set_onnx_meta, staging_folder
 from edgecsp.backends.tensorrt.calib_cache import ALGORITHMS, calibration_cache, parse_cache
 from edgecsp.backends.tensorrt.calib_data import batch_size_of, calibration_set
 from edgecsp.backends.tensorrt.fit import fit_graph
@@ -23,8 +23,9 @@ from edgecsp.backends.tensorrt.options import make_options
 from edgecsp.backends.tensorrt.policy import OVERRIDE_FLAG, check_dla, check_precision_policy, sm_label
 from edgecsp.backends.tensorrt.trtexec import TRTEXEC, format_command, supports_layer_precisions, trtexec_args
 from edgecsp.calibration.config import SOURCE_HELP
-from edgecsp.calibration.provenance import provenance_path, reusable_cache, write_json_atomic
+from edgecsp.calibration.provenance import provenance_path, reusable_cache
 from edgecsp.errors import InputError, UnsupportedError
+from edgecsp.onnxio import load_onnx, set_onnx_meta
 from edgecsp.targets import get_target
 
 BACKEND = "tensorrt"
@@ -150,13 +151,6 @@ def _check_out_dir(out_dir):
                          "replaces its own bundles)".format(out_dir))
 
 
-def _replace_folder(new, out_dir, staging):
-    """Move ``new`` to ``out_dir``; an older bundle there is moved into ``staging`` first (deleted with it)."""
-    if os.path.isdir(out_dir):
-        os.replace(out_dir, os.path.join(staging, "previous"))
-    os.replace(new, out_dir)
-
-
 def _input_signature(model):
     graph = model.graph
     initializers = set(i.name for i in graph.initializer)
@@ -218,9 +212,7 @@ def write_bundle(onnx_path, out_dir, precision=None, target="tx2", **options):
     given = _given_cache(opts, source_sha, meta) if precision == "int8" and opts.calib_cache else None
     calib_set = calibration_set(opts, meta, batch_size_of(input_shape)) if opts.calib else None
 
-    with staging_folder(out_dir) as staging:
-        folder = os.path.join(staging, "bundle")
-        os.makedirs(folder)
+    with atomic_folder(out_dir) as folder:  # an older bundle there is replaced whole, once this one is complete
         onnx_name = os.path.splitext(where)[0] + ".onnx"
         onnx.save(model, os.path.join(folder, onnx_name))
         fp16_record = {"ran": False, "why_not": "no calibration images (--calib)"}
@@ -254,7 +246,6 @@ def write_bundle(onnx_path, out_dir, precision=None, target="tx2", **options):
         _write(os.path.join(folder, COMMANDS_FILE), commands_text(manifest))
         os.chmod(os.path.join(folder, COMMANDS_FILE), 0o755)
         _write(os.path.join(folder, README_FILE), readme_text(manifest))
-        _replace_folder(folder, out_dir, staging)
     return out_dir
 
 
@@ -300,7 +291,7 @@ def _calibrate(model, folder, target, opts, given, calib_set, source_sha, engine
     if record is not None:
         record = dict(record, cache={"file": CACHE_FILE, "sha256": file_sha256(os.path.join(folder, CACHE_FILE))})
         summary["record"] = os.path.basename(provenance_path(engine))
-        write_json_atomic(os.path.join(folder, summary["record"]), record)
+        write_json(os.path.join(folder, summary["record"]), record)
     return summary
 
 

@@ -5,10 +5,10 @@ class comes from the tensorrt module. The choices (which base class, the cache h
 Python 3.6.
 """
 import contextlib
-import os
 
 import numpy as np
 
+from edgecsp._files import write_bytes_atomic
 from edgecsp._lazy import require
 from edgecsp.backends.tensorrt.calib_cache import restamp
 from edgecsp.errors import InputError
@@ -74,9 +74,6 @@ def make_calibrator(trt, cuda, algorithm, batch_size, batches=None, cache_text=N
 
         def write_calibration_cache(self, data, *args):
             if cache_out:
-                tmp = cache_out + ".partial"
-                with open(tmp, "wb") as handle:
-                    handle.write(bytes(data))
-                os.replace(tmp, cache_out)
+                write_bytes_atomic(cache_out, bytes(data))
 
     return Calibrator()

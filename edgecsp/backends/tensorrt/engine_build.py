@@ -10,8 +10,8 @@ import os
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from edgecsp import __version__
+from edgecsp._files import atomic_outputs, write_bytes_atomic
 from edgecsp._lazy import require
-from edgecsp.backends import staging_folder
 from edgecsp.backends.tensorrt.bundle import engine_name
 from edgecsp.backends.tensorrt.calib_cache import ALGORITHMS
 from edgecsp.backends.tensorrt.calib_data import calibration_set
@@ -171,13 +171,6 @@ def _serialize(trt, builder, network, config):
     return bytes(serialized), (bytes(timing.serialize()) if timing is not None else None)
 
 
-def _write_atomic(path, data, staging):
-    staged = os.path.join(staging, os.path.basename(path))
-    with open(staged, "wb" if isinstance(data, bytes) else "w") as handle:
-        handle.write(data)
-    os.replace(staged, path)
-
-
 # -- entry points ---------------------------------------------------------------------------------------------
 def build_from_bundle(folder, out_path=None, precision=None, target=None, **options):
     """Build the engine a device bundle describes, on this device; returns the engine path.
@@ -217,7 +210,8 @@ def build_from_bundle(folder, out_path=None, precision=None, target=None, **opti
         calibration = {"method": opts.calib_method, "algorithm": plan.algorithm, "computed_on": "device (TensorRT)",
                        "config": {"source": os.path.abspath(opts.calib), "count": opts.calib_count,
                                   "seed": opts.calib_seed, "every": opts.calib_every}}
-    with staging_folder(out_path) as staging:
+    # the manifest lands first and the engine last; a stale pair fails the manifest's sha256 check
+    with atomic_outputs(manifest_path(out_path), out_path) as (staged_manifest, staged_engine):
         record = EngineManifest(
             engine=os.path.basename(out_path), engine_sha256=_sha_of_bytes(engine), tensorrt=trt.__version__,
             gpu=gpu.name, sm=gpu.sm, target=bundle_target.name, precision=manifest.precision,
@@ -225,19 +219,13 @@ def build_from_bundle(folder, out_path=None, precision=None, target=None, **opti
             onnx_sha256=manifest.onnx_sha256, meta=meta.to_dict(), max_batch=manifest.max_batch,
             calibration=calibration, fp32_layers=manifest.fp32_layers, dla_core=manifest.dla_core,
             workspace_mib=plan.workspace_bytes // MIB, edgecsp=__version__)
+        with open(staged_manifest, "w") as handle:
+            handle.write(to_json(record))
+        with open(staged_engine, "wb") as handle:
+            handle.write(engine)
         if timing:
-            _write_beside(timing_path, timing)
-        _write_atomic(manifest_path(out_path), to_json(record), staging)  # a stale pair fails the sha256 check
-        _write_atomic(out_path, engine, staging)
+            write_bytes_atomic(timing_path, timing)  # a timing cache may live anywhere
     return out_path
-
-
-def _write_beside(path, data):
-    """Write ``data`` to ``path`` through a temporary file next to it (a timing cache may live anywhere)."""
-    tmp = "{}.{}.partial".format(path, os.getpid())
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
 
 
 def _sha_of_bytes(data):
@@ -303,6 +291,11 @@ def build(onnx_path, out_path, precision=None, target="x86-cuda", **options):
         host_options["fp16_check"] = False
     device_options = dict((k, v) for k, v in options.items()
                           if k in ("workspace_mib", "timing_cache", "allow_slow_int8"))
-    with staging_folder(out_path) as staging:
+    import tempfile
+
+    scratch = os.path.dirname(os.path.abspath(str(out_path)))
+    if not os.path.isdir(scratch):
+        os.makedirs(scratch)
+    with tempfile.TemporaryDirectory(prefix=".edgecsp-bundle-", dir=scratch) as staging:
         folder = write_bundle(onnx_path, os.path.join(staging, "bundle"), precision, target, **host_options)
         return build_from_bundle(folder, out_path, precision, target, **device_options)

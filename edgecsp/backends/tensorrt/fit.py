@@ -6,8 +6,8 @@ reliably, so a too-new opset is refused with the `edgecsp export --opset N` that
 from typing import List, Tuple
 
 from edgecsp._lazy import available, require
-from edgecsp.backends import check_opset, onnx_opset, set_onnx_meta
 from edgecsp.backends.tensorrt.lint import DEFAULT_DOMAINS, matrix_for
+from edgecsp.onnxio import check_opset, onnx_opset, set_onnx_meta
 from edgecsp.targets import get_target
 
 
@@ -82,7 +82,7 @@ def fit_graph(model, meta, target, simplify=True, where="model"):
         if count:
             notes.append("decomposed {} Mish node(s) into Softplus/Tanh/Mul".format(count))
     if simplify and available("onnxsim"):
-        from edgecsp.export.onnx_export import simplify as onnxsim_simplify
+        from edgecsp.onnxio import simplify as onnxsim_simplify
 
         before = len(model.graph.node)
         model = onnxsim_simplify(model)

@@ -1,0 +1,99 @@
+"""The one validator for numbers and choices, used by the CLI and the library configs alike (Python 3.6).
+
+Each check returns the value (converted: ``int`` / ``float``) or raises InputError with one line naming the
+option (``what``: "--conf", "threads"...), the allowed values and what was given. ``bool`` is never a number
+here: ``True`` is not a count of 1.
+"""
+from edgecsp.errors import InputError
+
+
+def _fix(hint):
+    return ": " + hint if hint else ""
+
+
+def _integer(value):
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    try:
+        return number if number == value or (isinstance(value, str) and str(number) == value.strip()) else None
+    except TypeError:
+        return None
+
+
+def positive_int(value, what, hint=""):
+    """``value`` as an int when it is an integer >= 1; InputError naming ``what`` otherwise."""
+    number = _integer(value)
+    if number is None or number < 1:
+        raise InputError("{} must be a positive integer, got {!r}{}".format(what, value, _fix(hint)))
+    return number
+
+
+def non_negative_int(value, what, hint=""):
+    """``value`` as an int when it is an integer >= 0; InputError naming ``what`` otherwise."""
+    number = _integer(value)
+    if number is None or number < 0:
+        raise InputError("{} must be a non-negative integer, got {!r}{}".format(what, value, _fix(hint)))
+    return number
+
+
+def optional(check, value, what, *args, **kwargs):
+    """``None`` passes through; anything else goes through ``check``."""
+    return None if value is None else check(value, what, *args, **kwargs)
+
+
+def number_in(value, what, low=None, high=None, low_open=False, high_open=False, hint=""):
+    """``value`` as a float inside the interval (``low_open``/``high_open`` exclude the bound); InputError otherwise.
+
+    NaN and non-numbers are refused. ``low``/``high`` None leave that side unbounded.
+    """
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+    ok = number is not None and number == number
+    if ok and low is not None:
+        ok = number > low if low_open else number >= low
+    if ok and high is not None:
+        ok = number < high if high_open else number <= high
+    if not ok:
+        raise InputError("{} must be {}, got {!r}{}".format(what, describe_interval(low, high, low_open, high_open),
+                                                           value, _fix(hint)))
+    return number
+
+
+def describe_interval(low, high, low_open=False, high_open=False):
+    # type: (...) -> str
+    """'between 0 and 1', 'in (0, 1]', 'at least 16', 'greater than 0'..."""
+    if low is not None and high is not None:
+        if not low_open and not high_open:
+            return "between {:g} and {:g}".format(low, high)
+        return "in {}{:g}, {:g}{}".format("(" if low_open else "[", low, high, ")" if high_open else "]")
+    if low is not None:
+        return "{} {:g}".format("greater than" if low_open else "at least", low)
+    if high is not None:
+        return "{} {:g}".format("less than" if high_open else "at most", high)
+    return "a number"
+
+
+def fraction(value, what, hint=""):
+    """A threshold in [0, 1] (confidence...)."""
+    return number_in(value, what, 0.0, 1.0, hint=hint)
+
+
+def iou_threshold(value, what="--iou", hint=""):
+    """An IoU threshold in (0, 1]."""
+    return number_in(value, what, 0.0, 1.0, low_open=True, hint=hint)
+
+
+def choice(value, what, choices, hint=""):
+    """``value`` when it is one of ``choices``; InputError listing them otherwise."""
+    if value not in tuple(choices):
+        raise InputError("{} must be one of {}, got {!r}{}".format(what, ", ".join(str(c) for c in choices), value,
+                                                                  _fix(hint)))
+    return value
