@@ -34,7 +34,7 @@ from edgecsp.bench_measure import _MARK, _split_pair
 from edgecsp.errors import InputError
 
 SCHEMA = "edgecsp-bench/1"
-ARTEFACT_SUFFIXES = (".xml", ".onnx", ".engine", ".trt", ".plan")
+
 # instruction-set extensions that change what the CPU backends pick (VNNI for INT8, AMX/AVX512 for bf16/fp16)
 NOTABLE_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
 
@@ -90,9 +90,11 @@ def parse_spec(spec, config, size=None):
     if spec.startswith("opencv:"):
         _split_pair(spec[len("opencv:"):], "opencv:")  # fail here, not in a child after the others ran
         return {"name": spec, "measure": "opencv", "args": dict(common, spec=spec[len("opencv:"):], size=size)}
-    if os.path.splitext(spec)[1].lower() not in ARTEFACT_SUFFIXES:
+    from edgecsp.backends import artefact_suffixes
+
+    if os.path.splitext(spec)[1].lower() not in artefact_suffixes():
         raise InputError("--vs {}: give an artefact ({}), torch:MODEL|CARD.json|CFG,WEIGHTS or opencv:CFG,WEIGHTS"
-                         .format(spec, ", ".join(ARTEFACT_SUFFIXES)))
+                         .format(spec, ", ".join(artefact_suffixes())))
     if not os.path.isfile(spec):
         raise InputError("--vs {}: no such file".format(spec))
     return {"name": spec, "measure": "artefact",

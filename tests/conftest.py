@@ -1,21 +1,26 @@
+"""Shared fixtures, and the one way tests skip: markers gated in ``tests/gates.py`` (see its docstring).
+
+Every marker is declared from ``gates.GATES`` (none in pyproject.toml; ``--strict-markers`` refuses others): a
+test marked ``@pytest.mark.openvino`` runs only where ``edgecsp._lazy.available("openvino")``.
+"""
 import os
 
 import pytest
 
-from edgecsp._lazy import available
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_FIXTURES = os.path.join(os.path.dirname(ROOT), "shared", "fixtures")
-
-_GATES = {"openvino": "openvino", "onnxruntime": "onnxruntime", "torch": "torch", "tensorrt": "tensorrt"}
+from tests.gates import GATES, ROOT, needs
 
 
-def pytest_collection_modifyitems(config, items):
-    # package-gated markers skip through the same availability check the code uses
-    for item in items:
-        for marker, module in _GATES.items():
-            if item.get_closest_marker(marker) and not available(module):
-                item.add_marker(pytest.mark.skip(reason="{} is not installed".format(module)))
+
+def pytest_configure(config):
+    for marker, (_, needs_what, _) in sorted(GATES.items()):
+        config.addinivalue_line("markers", "{}: needs {}".format(marker, needs_what))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    for marker in GATES:
+        if item.get_closest_marker(marker):
+            needs(marker)
 
 
 @pytest.fixture(scope="session")
@@ -26,8 +31,7 @@ def demo_card():
 @pytest.fixture(scope="session")
 def demo_onnx(tmp_path_factory, demo_card):
     """The shipped demo model exported once per session (opset 13, simplified, verified)."""
-    pytest.importorskip("torch")
-    pytest.importorskip("onnxruntime")
+    needs("torch", "onnxruntime")
     from edgecsp.export.onnx_export import ExportConfig, export
 
     out = str(tmp_path_factory.mktemp("demo") / "shapes_tiny_csp.onnx")
@@ -37,7 +41,7 @@ def demo_onnx(tmp_path_factory, demo_card):
 @pytest.fixture(scope="session")
 def demo_ir(demo_onnx):
     """The demo model as an OpenVINO FP32 IR."""
-    pytest.importorskip("openvino")
+    needs("openvino")
     from edgecsp.build import BuildConfig, build
 
     return build(BuildConfig(onnx_path=demo_onnx, target="cpu", precision="fp32",
@@ -47,7 +51,7 @@ def demo_ir(demo_onnx):
 @pytest.fixture(scope="session")
 def demo_video(tmp_path_factory):
     """A generated 60-frame video of moving shapes with its ground truth."""
-    pytest.importorskip("cv2")
+    needs("opencv")
     from edgecsp.data.shapes import generate_video
 
     path = str(tmp_path_factory.mktemp("video") / "clip.mp4")
@@ -58,8 +62,7 @@ def demo_video(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_detector_onnx(tmp_path_factory):
     """shapes_tiny_csp with random weights at 128x128: a real CSP detector graph (INT8, eval tests), ~2 s."""
-    pytest.importorskip("torch")
-    pytest.importorskip("onnxruntime")
+    needs("torch", "onnxruntime")
     from edgecsp.export.onnx_export import ExportConfig, export
 
     out = str(tmp_path_factory.mktemp("tiny_detector") / "tiny_csp.onnx")
@@ -69,7 +72,7 @@ def tiny_detector_onnx(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shapes_val(tmp_path_factory):
     """A 10-image 'shapes' validation set (COCO json + images), seed 1000 as in the README."""
-    pytest.importorskip("cv2")
+    needs("opencv")
     from edgecsp.data.shapes import generate_dataset
 
     return generate_dataset(str(tmp_path_factory.mktemp("shapes_val")), 10, seed=1000)

@@ -1,15 +1,16 @@
 """`import edgecsp`, every module and `edgecsp --help` work with only numpy (STYLE.md §9)."""
 import json
 import os
-import pkgutil
 import subprocess
 import sys
 
 import edgecsp
+from edgecsp.backends import list_backends
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(edgecsp.__file__)))
-HEAVY = ["torch", "torchvision", "onnx", "onnxsim", "onnxruntime", "openvino", "nncf", "cv2", "tensorrt", "pycuda",
-         "tqdm", "matplotlib"]
+# every backend's engine package (from the registry), and the other heavy optional packages
+HEAVY = sorted(set([b.package for b in list_backends()] + ["torch", "torchvision", "onnx", "onnxsim", "nncf", "cv2",
+                                                           "pycuda", "tqdm", "matplotlib", "faster_coco_eval"]))
 # modules whose whole purpose is PyTorch: they may (only) fail with ImportError without torch
 TORCH_MODULES = {"edgecsp.models.layers", "edgecsp.models.cspnet", "edgecsp.models.yolo",
                  "edgecsp.training.yolo_loss", "edgecsp.training.trainer", "edgecsp.darknet.model"}

@@ -1,10 +1,8 @@
 """Code that runs on a Jetson TX2 (JetPack 4.6 = Python 3.6) stays 3.6-compatible (STYLE.md §11), checked by vermin."""
 import os
-import shutil
 import subprocess
-import sys
 
-import pytest
+from tests.gates import needs, tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the runtime, the backends' runner side, targets, and the CLI paths that reach them
@@ -18,10 +16,8 @@ DEVICE_CODE = ["edgecsp/__init__.py", "edgecsp/__main__.py", "edgecsp/errors.py"
 
 
 def _vermin():
-    exe = shutil.which("vermin") or os.path.join(os.path.dirname(sys.executable), "vermin")
-    if not os.path.exists(exe):
-        pytest.skip("vermin is not installed (pip install 'edgecsp[dev]')")
-    return exe
+    needs("vermin")
+    return tool("vermin")
 
 
 def test_device_code_is_python36_compatible():

@@ -22,7 +22,7 @@ from edgecsp.backends.base import BaseRunner
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.runtime.meta import ModelMeta
 
-__all__ = ["Backend", "BaseRunner", "MODULE_CONTRACT", "artefact_suffixes", "backend_for_path", "check_contract",
+__all__ = ["Backend", "BaseRunner", "MODULE_CONTRACT", "artefact_help", "artefact_suffixes", "backend_for_path", "check_contract",
            "get_backend", "get_backend_record", "list_backends", "open_runner", "read_artefact_meta",
            "runner_options"]
 
@@ -35,6 +35,7 @@ class Backend(NamedTuple):
     package: str  # the engine's Python package: its presence is the availability check (tests' gates too)
     suffixes: Tuple[str, ...]  # artefact suffixes it runs (lower case), the first is what its builds write
     metadata: str  # where its artefacts carry edgecsp's ModelMeta
+    label: str  # what its artefacts are called in help texts ("OpenVINO IR")
     description: str
     int8: str = ""  # how it makes INT8 artefacts ("" when it does not)
     accuracy_gate: bool = False  # INT8 builds can take --max-drop (an accuracy-controlled quantization)
@@ -44,17 +45,17 @@ class Backend(NamedTuple):
 
 _BACKENDS = (
     Backend("onnxruntime", "edgecsp.backends.onnxruntime", "onnxruntime", (".onnx",),
-            metadata="ONNX metadata_props['edgecsp.meta']",
+            metadata="ONNX metadata_props['edgecsp.meta']", label="ONNX Runtime",
             description="ONNX Runtime, CPU execution provider",
             int8="static QDQ (onnxruntime.quantization), reusable tensor ranges",
             async_requests=True),
     Backend("openvino", "edgecsp.backends.openvino", "openvino", (".xml",),
-            metadata="IR rt_info['edgecsp']['meta']",
+            metadata="IR rt_info['edgecsp']['meta']", label="OpenVINO IR",
             description="OpenVINO IR (.xml + .bin), CPU plugin",
             int8="NNCF post-training quantization (MIXED preset)", accuracy_gate=True, async_requests=True),
     Backend("tensorrt", "edgecsp.backends.tensorrt", "tensorrt", (".engine", ".trt", ".plan"),
             metadata="sidecar manifest <engine>.json (the engine stays a plain TensorRT plan)",
-            description="TensorRT engine, built on its device from a host-written bundle",
+            label="TensorRT engine", description="TensorRT engine, built on its device from a host-written bundle",
             int8="TensorRT calibration cache (entropy/minmax computed on the host)", device_build=True),
 )
 
@@ -98,6 +99,12 @@ def artefact_suffixes():
     # type: () -> Tuple[str, ...]
     """Every artefact suffix some backend runs, in registry order."""
     return tuple(s for b in _BACKENDS for s in b.suffixes)
+
+
+def artefact_help():
+    # type: () -> str
+    """'.onnx (ONNX Runtime), .xml (OpenVINO IR), ...' for the CLI's help texts."""
+    return ", ".join("{} ({})".format("/".join(b.suffixes), b.label) for b in _BACKENDS)
 
 
 def backend_for_path(path):

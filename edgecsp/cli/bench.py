@@ -1,11 +1,12 @@
 """``edgecsp bench --engine ARTEFACT``: latency, throughput, a video's per-stage times, and baselines side by side."""
+from edgecsp.backends import artefact_help
 
 
 def add_arguments(p):
-    p.add_argument("--engine", "-e", help="artefact to measure (.xml, .onnx, .engine); ratios are against it")
+    p.add_argument("--engine", "-e", help="artefact to measure ({}); ratios are against it".format(artefact_help()))
     p.add_argument("--vs", nargs="+", default=[], metavar="SPEC",
                    help="baselines measured in the same run, each in its own process, alternated: another artefact "
-                        "(FP16/INT8 build, .onnx for ONNX Runtime), torch:MODEL|CARD.json|CFG,WEIGHTS (PyTorch "
+                        "(an FP16/INT8 build, another backend's), torch:MODEL|CARD.json|CFG,WEIGHTS (PyTorch "
                         "eager on the source model), opencv:CFG,WEIGHTS (OpenCV DNN on a darknet model)")
     p.add_argument("--video", help="also run the engine on this video (pipelined and --sync): fps and ms per stage")
     p.add_argument("--max-frames", type=int, help="frames of the video runs (default: all)")

@@ -3,10 +3,11 @@
 Exit code 0 when every output is within ``--atol``/``--rtol`` and free of NaN/Inf, 6 (VerificationError)
 otherwise, after printing the table.
 """
+from edgecsp.backends import artefact_help
 
 
 def add_arguments(p):
-    p.add_argument("a", help="first artefact (.xml, .onnx, ...)")
+    p.add_argument("a", help="first artefact: " + artefact_help())
     p.add_argument("b", help="second artefact, e.g. the FP32 build of the same model")
     p.add_argument("--data", default="shapes:0",
                    help="inputs: a folder of images, a video, a COCO json, an image or shapes:SEED (default shapes:0)")

@@ -1,8 +1,9 @@
 """``edgecsp eval --engine ART --data annotations.json``: mAP of an artefact, optionally against a baseline."""
+from edgecsp.backends import artefact_help
 
 
 def add_arguments(p):
-    p.add_argument("--engine", "-e", required=True, help="artefact to evaluate: .xml (OpenVINO IR) or .onnx")
+    p.add_argument("--engine", "-e", required=True, help="artefact to evaluate: " + artefact_help())
     p.add_argument("--data", "-d", required=True, help="COCO annotations json (edgecsp data shapes writes one)")
     p.add_argument("--images", help="folder of the images (default: the json's folder)")
     p.add_argument("--baseline", "-b", help="artefact to compare with, e.g. the FP32 build of the same model")

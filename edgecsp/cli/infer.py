@@ -1,8 +1,9 @@
 """``edgecsp infer --engine ARTEFACT SOURCE``: detections on a video, image, folder or camera."""
+from edgecsp.backends import artefact_help
 
 
 def add_arguments(p):
-    p.add_argument("--engine", "-e", required=True, help="artefact: .onnx (ONNX Runtime) or .xml (OpenVINO IR)")
+    p.add_argument("--engine", "-e", required=True, help="artefact: " + artefact_help())
     p.add_argument("source", nargs="+", help="video file, image, folder of images, camera index (0) or rtsp:// / "
                    "http:// URL; several run as streams at once (outputs get -0, -1 ... suffixes)")
     p.add_argument("--conf", type=float, default=0.25, help="score threshold, objectness x class (default 0.25)")

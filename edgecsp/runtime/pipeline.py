@@ -22,7 +22,6 @@ has them), so it works with every backend without importing any of them. Python 
 OpenCV only.
 """
 import contextlib
-import os
 import queue
 import threading
 import time

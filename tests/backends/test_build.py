@@ -4,15 +4,13 @@ import os
 import pytest
 
 from edgecsp import targets
-from edgecsp._lazy import available
 from edgecsp.backends import read_artefact_meta
 from edgecsp.build import BuildConfig, build, default_output
 from edgecsp.errors import InputError, MetadataError, UnsupportedError
 
-pytestmark = pytest.mark.skipif(not (available("onnxruntime") and available("onnx")),
-                                reason="needs onnxruntime and onnx")
+pytestmark = [pytest.mark.onnxruntime, pytest.mark.onnx]
 
-from test_onnxruntime_backend import make_onnx, tiny_meta  # noqa: E402  (same folder)
+from tests.backends.test_onnxruntime_backend import make_onnx, tiny_meta  # noqa: E402
 
 
 @pytest.fixture
@@ -37,7 +35,7 @@ def test_build_cpu_ort_with_defaults(tiny, tmp_path, monkeypatch):
 
 
 @pytest.mark.openvino
-@pytest.mark.skipif(not available("openvino"), reason="needs openvino")
+@pytest.mark.openvino
 def test_build_cpu_defaults_to_fp32_ir(tiny, tmp_path):
     out = build(BuildConfig(tiny, output=str(tmp_path / "ir" / "tiny.xml")))
     assert out.endswith("tiny.xml") and os.path.exists(out[:-4] + ".bin")
@@ -45,7 +43,7 @@ def test_build_cpu_defaults_to_fp32_ir(tiny, tmp_path):
 
 
 @pytest.mark.openvino
-@pytest.mark.skipif(not available("openvino"), reason="needs openvino")
+@pytest.mark.openvino
 def test_without_onnx_the_backend_checks_the_source(tiny, tmp_path, monkeypatch):
     import edgecsp.build as build_module
 

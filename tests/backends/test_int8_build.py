@@ -4,7 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from edgecsp._lazy import available
+from tests.gates import needs
+
 from edgecsp._files import file_sha256
 from edgecsp.backends import open_runner, read_artefact_meta
 from edgecsp.build import BuildConfig, build
@@ -12,7 +13,8 @@ from edgecsp.calibration import provenance_path, read_record
 from edgecsp.cli import main
 from edgecsp.errors import InputError, UnsupportedError, VerificationError
 
-needs_nncf = pytest.mark.skipif(not (available("nncf") and available("openvino")), reason="needs nncf and openvino")
+def needs_nncf(test):
+    return pytest.mark.nncf(pytest.mark.openvino(test))
 CALIB = {"calib": "shapes:0", "calib_count": 4}
 
 
@@ -62,8 +64,7 @@ def test_onnxruntime_int8_is_qdq_and_runs(tiny_detector_onnx, tmp_path):
 
 @pytest.mark.parametrize("target", ["cpu", "cpu-ort"])
 def test_bad_int8_requests_write_nothing(tiny_detector_onnx, tmp_path, target):
-    if not available("openvino" if target == "cpu" else "onnxruntime"):
-        pytest.skip("backend not installed")
+    needs("openvino" if target == "cpu" else "onnxruntime")
     suffix = ".xml" if target == "cpu" else ".onnx"
     out = str(tmp_path / ("bad" + suffix))
     cases = [

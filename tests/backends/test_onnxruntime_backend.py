@@ -7,15 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from edgecsp._lazy import available
 from edgecsp.backends import get_backend, open_runner, read_artefact_meta
 from edgecsp.errors import InputError, MetadataError, UnsupportedError
 from edgecsp.runtime.meta import META_KEY, HeadMeta, ModelMeta
 
-pytestmark = [
-    pytest.mark.onnxruntime,
-    pytest.mark.skipif(not (available("onnxruntime") and available("onnx")), reason="needs onnxruntime and onnx"),
-]
+pytestmark = [pytest.mark.onnxruntime, pytest.mark.onnx]
 
 SIZE = 32
 NAMES = ["cat", "dog"]

@@ -5,16 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from edgecsp._lazy import available
 from edgecsp.backends import get_backend, open_runner, read_artefact_meta
 from edgecsp.errors import InputError, MetadataError, UnsupportedError
 
-pytestmark = [
-    pytest.mark.openvino,
-    pytest.mark.skipif(not (available("openvino") and available("onnx")), reason="needs openvino and onnx"),
-]
+pytestmark = [pytest.mark.openvino, pytest.mark.onnx]
 
-from test_onnxruntime_backend import SIZE, make_onnx, reference, tiny_meta  # noqa: E402  (same folder)
+from tests.backends.test_onnxruntime_backend import SIZE, make_onnx, reference, tiny_meta  # noqa: E402
 
 
 @pytest.fixture
@@ -72,7 +68,7 @@ def test_plain_convert_model_ir_falls_back_to_framework_rt_info(backend, tiny, t
 
 
 @pytest.mark.onnxruntime
-@pytest.mark.skipif(not available("onnxruntime"), reason="needs onnxruntime")
+@pytest.mark.onnxruntime
 @pytest.mark.parametrize("precision, tol", [("fp32", 1e-5), ("fp16", 2e-2)])
 def test_runner_matches_numpy_and_onnxruntime(backend, tiny, tmp_path, precision, tol):
     path, weights = tiny

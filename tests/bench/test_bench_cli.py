@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from tests.gates import needs
+
 from edgecsp.cli import main
 
 TINY_CFG = """[net]
@@ -92,8 +94,8 @@ def test_video_run_reports_stages_and_memory(demo_onnx, demo_video):
 
 
 def test_torch_and_opencv_baselines(tiny_darknet):
-    pytest.importorskip("torch")
-    pytest.importorskip("cv2")
+    needs("torch")
+    needs("opencv")
     from edgecsp.bench_measure import measure_opencv, measure_torch
 
     spec = ",".join(tiny_darknet)

@@ -5,13 +5,17 @@ import os
 import numpy as np
 import pytest
 
+from tests.gates import optional
+
 from edgecsp.calibration import CalibrationConfig, CalibrationSet, select_samples
 from edgecsp.calibration.config import int8_options
 from edgecsp.errors import InputError
 from edgecsp.runtime.meta import HeadMeta, ModelMeta
 from edgecsp.runtime.preprocess import preprocess
 
-cv2 = pytest.importorskip("cv2")
+pytestmark = [pytest.mark.opencv]
+
+cv2 = optional("cv2")
 
 
 def meta(size=(32, 48)):

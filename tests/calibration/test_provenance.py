@@ -10,7 +10,8 @@ from edgecsp.calibration.provenance import reusable_cache, write_json_atomic
 from edgecsp.errors import InputError
 from edgecsp.runtime.meta import HeadMeta, ModelMeta
 
-pytest.importorskip("cv2")
+pytestmark = [pytest.mark.opencv]
+
 
 
 def meta(size=(64, 64), scale=1.0 / 255.0):

@@ -4,11 +4,13 @@ import os
 
 import pytest
 
+from tests.gates import needs
+
 from edgecsp.cli import main
 
 
 def test_models_lists_the_registry(capsys):
-    pytest.importorskip("torch")
+    needs("torch")
     from edgecsp.models import list_models
 
     assert main(["models", "--json", "--no-flops"]) == 0
@@ -20,7 +22,7 @@ def test_models_lists_the_registry(capsys):
 
 
 def test_models_table_has_gflops(capsys):
-    pytest.importorskip("torch")
+    needs("torch")
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     line = [l for l in out.splitlines() if l.startswith("cspdarknet53")][0]
@@ -34,7 +36,7 @@ def test_targets(capsys):
 
 
 def test_data_shapes_and_video(tmp_path, capsys):
-    pytest.importorskip("cv2")
+    needs("opencv")
     assert main(["data", "shapes", str(tmp_path / "ds"), "--count", "3", "--seed", "5"]) == 0
     doc = json.load(open(str(tmp_path / "ds" / "annotations.json")))
     assert len(doc["images"]) == 3
@@ -44,7 +46,7 @@ def test_data_shapes_and_video(tmp_path, capsys):
 
 @pytest.mark.parametrize("target,suffix", [("cpu", ".xml"), ("cpu-ort", ".onnx")])
 def test_build_and_infer_each_cpu_target(target, suffix, demo_onnx, demo_video, tmp_path, capsys):
-    pytest.importorskip("openvino" if target == "cpu" else "onnxruntime")
+    needs("openvino" if target == "cpu" else "onnxruntime")
     video, _ = demo_video
     art = str(tmp_path / ("demo" + suffix))
     assert main(["build", "--target", target, demo_onnx, "-o", art]) == 0
@@ -62,7 +64,7 @@ def test_build_and_infer_each_cpu_target(target, suffix, demo_onnx, demo_video, 
 
 
 def test_infer_on_image_folder_saves_annotated_images(demo_onnx, tmp_path, capsys):
-    pytest.importorskip("cv2")
+    needs("opencv")
     from edgecsp.data.shapes import generate_dataset
 
     generate_dataset(str(tmp_path / "ds"), 4, seed=3)

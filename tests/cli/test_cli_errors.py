@@ -6,7 +6,8 @@ import pytest
 
 from edgecsp.cli import main
 
-pytest.importorskip("onnx")
+pytestmark = [pytest.mark.onnx]
+
 
 
 def _run(capsys, argv):

@@ -8,6 +8,8 @@ import re
 import numpy as np
 import pytest
 
+from tests.gates import needs_import
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DARKNET_FIXTURES = os.path.join(os.path.dirname(ROOT), "shared", "fixtures", "darknet")
 FIXTURE_CFGS = ("yolov4-tiny", "yolov4-csp", "yolov3-tiny-prn", "csdarknet53-omega")
@@ -85,7 +87,7 @@ def calibrated_weights(plan, path, x, seed=0):
 def opencv_run(cfg_path, weights_path, x, heads):
     """OpenCV DNN on ``x``: (raw head tensors feeding each [yolo], decoded [yolo] outputs), or (the net output,
     []) for a classifier. The blob is set directly (no blobFromImage: no resize, swapRB or scaling by OpenCV)."""
-    cv2 = pytest.importorskip("cv2")
+    cv2 = needs_import("cv2")
     net = cv2.dnn.readNetFromDarknet(cfg_path, weights_path)
     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)

@@ -1,7 +1,7 @@
 """darknet cfg parsing and network planning: darknet's defaults, shapes of the fixtures, one-line errors."""
 import pytest
 
-import darknet_helpers as helpers
+from tests.darknet import darknet_helpers as helpers
 
 from edgecsp.darknet import parse_cfg, parse_cfg_text, plan_network
 from edgecsp.errors import InputError

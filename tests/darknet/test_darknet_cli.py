@@ -8,16 +8,16 @@ import os
 import numpy as np
 import pytest
 
-import darknet_helpers as helpers
+from tests.gates import optional
+
+from tests.darknet import darknet_helpers as helpers
 
 from edgecsp.cli import main
 from edgecsp.darknet import parse_cfg, plan_network, random_weights, write_weights
 
-pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+onnx = optional("onnx")
 
-pytestmark = [pytest.mark.torch, pytest.mark.onnxruntime]
+pytestmark = [pytest.mark.torch, pytest.mark.onnx, pytest.mark.onnxruntime]
 
 
 @pytest.fixture(scope="module")

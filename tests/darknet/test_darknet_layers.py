@@ -7,7 +7,9 @@ darknet <-> PyTorch parameter round trip.
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from tests.gates import optional
+
+torch = optional("torch")
 
 from edgecsp.darknet import build_model, parse_cfg_text, plan_network, random_weights  # noqa: E402
 

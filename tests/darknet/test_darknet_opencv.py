@@ -44,21 +44,18 @@ these tolerances. Each run prints the measured differences (pytest -s).
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-cv2 = pytest.importorskip("cv2")
-if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromDarknet"):
-    pytest.skip("this OpenCV has no darknet reader (OpenCV 5 dropped it)", allow_module_level=True)
+from tests.gates import optional
 
-import darknet_helpers as helpers  # noqa: E402
+cv2 = optional("cv2")
+
+from tests.darknet import darknet_helpers as helpers  # noqa: E402
 
 from edgecsp.darknet import parse_cfg, plan_network, write_weights  # noqa: E402
 from edgecsp.export.onnx_export import ExportConfig, export, run_onnx  # noqa: E402
 from edgecsp.runtime.decode import decode_yolo  # noqa: E402
 from edgecsp.runtime.meta import META_KEY, ModelMeta  # noqa: E402
 
-pytestmark = [pytest.mark.torch, pytest.mark.onnxruntime]
+pytestmark = [pytest.mark.torch, pytest.mark.onnx, pytest.mark.onnxruntime, pytest.mark.opencv_darknet]
 
 OPENCV_YOLO = "thresh=0\nnms_threshold=0"  # OpenCV-only [yolo] options: keep every row, no NMS inside the net
 

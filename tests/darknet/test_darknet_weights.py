@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-import darknet_helpers as helpers
+from tests.darknet import darknet_helpers as helpers
 
 from edgecsp.darknet import (WeightsHeader, expected_floats, parse_cfg, parse_cfg_text, plan_network,
                              random_weights, read_weights, write_weights)

@@ -5,14 +5,13 @@ import os
 import numpy as np
 import pytest
 
-from edgecsp._lazy import available
 from edgecsp.data import (SHAPE_CLASSES, dataset_sample, generate_dataset, generate_video, render_sample,
                           video_gt_path)
 from edgecsp.data.shapes import MAX_IOU, MAX_OBJECTS
 from edgecsp.errors import InputError
 from edgecsp.evaluation import evaluate_detections, load_coco_ground_truth, load_video_ground_truth
 
-pytestmark = pytest.mark.skipif(not available("cv2"), reason="needs OpenCV (opencv-python-headless)")
+pytestmark = pytest.mark.opencv
 
 LUMA = np.array([0.114, 0.587, 0.299])
 

@@ -9,8 +9,8 @@ from edgecsp.errors import InputError
 from edgecsp.evaluation.compare import compare_artefacts
 from edgecsp.runtime.meta import META_KEY, HeadMeta, ModelMeta
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+pytestmark = [pytest.mark.onnx, pytest.mark.onnxruntime]
+
 SIZE = 16
 
 

@@ -6,15 +6,19 @@ import re
 import numpy as np
 import pytest
 
+from tests.gates import optional
+
 from edgecsp._lazy import available
 from edgecsp.cli import main
 from edgecsp.errors import InputError
 from edgecsp.evaluation.artefact import EvalConfig, evaluate, score
 from edgecsp.data.coco import CocoDataset
 
-from test_coco_eval import ANNOTATIONS, KNOWN, PREDICTIONS  # noqa: E402  (same folder)
+from tests.evaluation.test_coco_eval import ANNOTATIONS, KNOWN, PREDICTIONS  # noqa: E402
 
-cv2 = pytest.importorskip("cv2")
+pytestmark = [pytest.mark.opencv]
+
+cv2 = optional("cv2")
 HAS_COCO = available("faster_coco_eval") or available("pycocotools")
 
 

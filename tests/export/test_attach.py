@@ -1,11 +1,15 @@
 """`edgecsp export --onnx`: describe an ONNX exported elsewhere so build and infer can run it."""
 import pytest
 
-onnx = pytest.importorskip("onnx")
+from tests.gates import optional
+
+onnx = optional("onnx")
 
 from edgecsp.backends import read_artefact_meta  # noqa: E402
 from edgecsp.cli import main  # noqa: E402
 from edgecsp.runtime.meta import META_KEY  # noqa: E402
+
+pytestmark = [pytest.mark.onnx]
 
 
 @pytest.fixture()

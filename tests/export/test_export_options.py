@@ -4,15 +4,16 @@ import os
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from tests.gates import optional
+
+torch = optional("torch")
+onnx = optional("onnx")
 
 from edgecsp.errors import InputError, UnsupportedError  # noqa: E402
 from edgecsp.export.onnx_export import ExportConfig, export, run_onnx, sample_input  # noqa: E402
 from edgecsp.models import create_model  # noqa: E402
 
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.onnx, pytest.mark.onnxruntime]
 
 
 def test_mish_is_softplus_tanh_mul_at_opset_13_and_17(tmp_path):

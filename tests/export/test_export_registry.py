@@ -2,15 +2,15 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
+from tests.gates import optional
+
+onnx = optional("onnx")
 
 from edgecsp.export.onnx_export import ExportConfig, export  # noqa: E402
 from edgecsp.models import list_models  # noqa: E402
 from edgecsp.runtime.meta import META_KEY, ModelMeta  # noqa: E402
 
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.onnx, pytest.mark.onnxruntime]
 
 # registry name -> (small export size, number of outputs). A registered model missing here fails the
 # completeness test below, so a new model cannot land without its export test.

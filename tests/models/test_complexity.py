@@ -4,16 +4,11 @@ import sys
 
 import pytest
 
-from edgecsp._lazy import available
 from edgecsp.models import complexity
+from tests.gates import optional
 
-if available("torch"):
-    import torch
-
-
-def needs_torch(test):
-    """Mark and skip through the library's own availability check; the import test runs without torch."""
-    return pytest.mark.torch(pytest.mark.skipif(not available("torch"), reason="needs torch (export extra)")(test))
+torch = optional("torch")
+needs_torch = pytest.mark.torch  # the import test below runs without torch
 
 
 def test_module_import_does_not_import_torch():

@@ -1,7 +1,9 @@
 """The CSPNet family: paper parameter counts, forward shapes, fusion modes and the detector backbone interface."""
 import pytest
 
-torch = pytest.importorskip("torch")
+from tests.gates import optional
+
+torch = optional("torch")
 
 from edgecsp.errors import InputError  # noqa: E402
 from edgecsp.models import cspnet  # noqa: E402  (registers the family without importing yolo.py)

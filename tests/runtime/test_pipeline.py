@@ -16,7 +16,8 @@ from edgecsp.runtime.pipeline import DetectOptions, frames_in_memory, run_pipeli
 from edgecsp.runtime.sinks import JsonlSink, Sink, VideoSink, sink_for, stream_path
 from edgecsp.runtime.sources import Frame, Source
 
-pytest.importorskip("cv2")
+pytestmark = [pytest.mark.opencv]
+
 
 META = ModelMeta(names=["a", "b"], input_size=(32, 32), heads=[HeadMeta(stride=8, anchors=[(8.0, 8.0)])])
 OPTIONS = DetectOptions(conf=0.3, iou=0.5)
@@ -141,6 +142,8 @@ def test_runner_error_propagates_and_leaves_no_partial_output(tmp_path):
 
 
 def test_writer_stage_error_propagates(tmp_path):
+    threads_before = threading.active_count()
+
     def broken(stream, frame, det):
         if frame.index == 10:
             raise ValueError("disk full")
@@ -149,7 +152,7 @@ def test_writer_stage_error_propagates(tmp_path):
         run_pipeline(FakeRunner(), CountingSource(40), OPTIONS, sinks=[JsonlSink(str(tmp_path / "d.jsonl"))],
                      progress=False, callback=broken)
     assert os.listdir(str(tmp_path)) == []
-    assert threading.active_count() < 10  # every pipeline thread has ended
+    assert threading.active_count() <= threads_before  # every pipeline thread has ended
 
 
 def test_streams_are_batched_with_a_dynamic_batch_and_keep_their_order(tmp_path):

@@ -4,6 +4,8 @@ import os
 import numpy as np
 import pytest
 
+from tests.gates import needs, needs_import
+
 from edgecsp.backends.base import BaseRunner
 from edgecsp.cli import main
 from edgecsp.errors import InputError
@@ -12,7 +14,7 @@ from edgecsp.errors import InputError
 @pytest.fixture(params=["onnxruntime", "openvino"])
 def engine(request, demo_onnx):
     if request.param == "openvino":
-        pytest.importorskip("openvino")
+        needs("openvino")
         return request.getfixturevalue("demo_ir")
     return demo_onnx
 
@@ -86,7 +88,7 @@ def test_base_runner_runs_submit_synchronously(tmp_path):
 
 
 def test_reader_error_is_one_line_and_leaves_no_output(demo_onnx, tmp_path, capsys):
-    cv2 = pytest.importorskip("cv2")
+    cv2 = needs_import("cv2")
     folder = tmp_path / "images"
     folder.mkdir()
     image = np.full((64, 96, 3), 90, np.uint8)

@@ -1,11 +1,15 @@
 import numpy as np
 import pytest
 
-cv2 = pytest.importorskip("cv2")
+from tests.gates import optional
+
+cv2 = optional("cv2")
 
 from edgecsp.errors import InputError  # noqa: E402
 from edgecsp.runtime import sources as sources_mod  # noqa: E402
 from edgecsp.runtime.sources import Frame, open_source  # noqa: E402
+
+pytestmark = [pytest.mark.opencv]
 
 W, H, N = 64, 48, 12
 

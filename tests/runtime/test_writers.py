@@ -6,6 +6,8 @@ import os
 import numpy as np
 import pytest
 
+from tests.gates import needs, needs_import
+
 from edgecsp.errors import InputError
 from edgecsp.runtime.nms import Detections
 from edgecsp.runtime.progress import Progress
@@ -53,7 +55,7 @@ def test_output_path_that_is_a_folder(tmp_path):
 
 
 def _count_frames(path):
-    cv2 = pytest.importorskip("cv2")
+    cv2 = needs_import("cv2")
     cap = cv2.VideoCapture(str(path))
     n = 0
     while cap.read()[0]:
@@ -63,7 +65,7 @@ def _count_frames(path):
 
 
 def test_video_writer_atomic_and_readable(tmp_path):
-    pytest.importorskip("cv2")
+    needs("opencv")
     path = tmp_path / "annotated.mp4"
     with VideoWriter(str(path), fps=12) as writer:
         for i in range(4):
@@ -75,7 +77,7 @@ def test_video_writer_atomic_and_readable(tmp_path):
 
 
 def test_video_writer_exception_and_empty(tmp_path):
-    pytest.importorskip("cv2")
+    needs("opencv")
     with pytest.raises(ValueError):
         with VideoWriter(str(tmp_path / "v.mp4"), fps=10) as writer:
             writer.write(np.zeros((48, 64, 3), np.uint8))
@@ -86,7 +88,7 @@ def test_video_writer_exception_and_empty(tmp_path):
 
 
 def test_draw_detections_colours_the_box():
-    pytest.importorskip("cv2")
+    needs("opencv")
     from edgecsp.runtime.draw import class_color, draw_detections
     image = np.zeros((60, 80, 3), np.uint8)
     out = draw_detections(image, _det(), ["cat", "dog"])

@@ -2,11 +2,15 @@
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from tests.gates import optional
+
+torch = optional("torch")
 
 from edgecsp.export.metadata import meta_from_model  # noqa: E402
 from edgecsp.models import create_model  # noqa: E402
 from edgecsp.training.trainer import TrainConfig, _sample_batch, train  # noqa: E402
+
+pytestmark = [pytest.mark.torch]
 
 
 def test_sample_batch_is_network_input_with_targets_inside_it():

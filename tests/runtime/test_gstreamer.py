@@ -1,6 +1,8 @@
 """Jetson GStreamer pipeline strings (pure functions; no GStreamer needed)."""
 import pytest
 
+from tests.gates import needs_import
+
 from edgecsp.errors import InputError
 from edgecsp.runtime.gstreamer import (check_pipeline, csi_pipeline, file_pipeline, gst_source_for,
                                        hide_credentials, opencv_has_gstreamer, rtsp_pipeline)
@@ -62,7 +64,7 @@ def test_opencv_build_information_and_credentials():
 
 
 def test_gst_source_that_cannot_start_is_a_one_line_error():
-    cv2 = pytest.importorskip("cv2")
+    cv2 = needs_import("cv2")
     from edgecsp.errors import InputError
     from edgecsp.runtime.gstreamer import GstSource
 

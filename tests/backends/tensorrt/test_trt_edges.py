@@ -2,10 +2,12 @@
 manifest corruption, build modes, GStreamer without GStreamer."""
 import json
 import os
+import sys
 
 import pytest
 
-from edgecsp._lazy import available
+from tests.gates import needs_import
+
 from edgecsp.backends import get_backend
 from edgecsp.backends.tensorrt.bundle import write_bundle
 from edgecsp.backends.tensorrt.engine_build import plan_engine
@@ -17,10 +19,10 @@ from edgecsp.cli import main
 from edgecsp.errors import InputError, MetadataError, UnsupportedError
 from edgecsp.targets import get_target
 
-import trt_models
+from tests.backends.tensorrt import trt_models
 
-needs_onnx = pytest.mark.skipif(not (available("onnx") and available("onnxruntime") and available("cv2")),
-                                reason="needs onnx, onnxruntime and OpenCV")
+def needs_onnx(test):
+    return pytest.mark.onnx(pytest.mark.onnxruntime(pytest.mark.opencv(test)))
 
 
 @pytest.fixture
@@ -121,7 +123,7 @@ def test_a_folder_source_needs_a_bundle_backend(tmp_path):
 
 
 def test_opening_a_pipeline_needs_opencv_with_gstreamer():
-    cv2 = pytest.importorskip("cv2")
+    cv2 = needs_import("cv2")
     from edgecsp.runtime.gstreamer import open_gst_source, opencv_has_gstreamer
 
     if opencv_has_gstreamer(cv2.getBuildInformation()):
@@ -131,8 +133,8 @@ def test_opening_a_pipeline_needs_opencv_with_gstreamer():
 
 
 @needs_onnx
-@pytest.mark.skipif(available("tensorrt"), reason="checks the behaviour without TensorRT")
-def test_device_build_checks_the_request_before_needing_tensorrt(tiny, tmp_path):
+def test_device_build_checks_the_request_before_needing_tensorrt(tiny, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # the machine without TensorRT, wherever this runs
     from edgecsp.backends.tensorrt.engine_build import build as device_build
     from edgecsp.backends.tensorrt.engine_build import build_from_bundle
     from edgecsp.errors import MissingDependency

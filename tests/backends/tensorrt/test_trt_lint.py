@@ -2,14 +2,13 @@
 import numpy as np
 import pytest
 
-from edgecsp._lazy import available
 from edgecsp.backends.tensorrt.fit import decompose_mish, fit_graph, name_nodes
 from edgecsp.backends.tensorrt.lint import errors_of, lint_model, raise_on_errors, targets_supporting
 from edgecsp.errors import UnsupportedError
 
-import trt_models
+from tests.backends.tensorrt import trt_models
 
-pytestmark = pytest.mark.skipif(not available("onnx"), reason="needs onnx")
+pytestmark = pytest.mark.onnx
 
 BAD_FOR_TX2 = {
     "nonzero": (trt_models.nonzero_model, "TensorRT 8.2 cannot parse NonZero", "mask_indices (NonZero)"),
@@ -61,7 +60,7 @@ def test_efficient_nms_on_tensorrt_82_is_a_warning():
     assert [f.severity for f in lint_model(model, "orin")] == ["warning"]  # a plugin, not an ONNX op
 
 
-@pytest.mark.skipif(not available("onnxruntime"), reason="needs onnxruntime")
+@pytest.mark.onnxruntime
 def test_custom_mish_is_decomposed_and_computes_mish():
     from edgecsp.backends.tensorrt.fp16_check import exposing_session
 
@@ -75,7 +74,7 @@ def test_custom_mish_is_decomposed_and_computes_mish():
     assert np.allclose(probe, pooled * np.tanh(np.log1p(np.exp(pooled))), atol=1e-5)
 
 
-@pytest.mark.skipif(not available("onnxsim"), reason="needs onnxsim")
+@pytest.mark.onnxsim
 def test_fit_graph_folds_a_computed_resize_and_decomposes_mish():
     model, notes = fit_graph(trt_models.computed_resize_model(), trt_models.tiny_meta(), "tx2")
     assert lint_model(model, "tx2") == []  # onnxsim folded Shape->Div->Mul into an initializer

@@ -2,13 +2,11 @@
 import numpy as np
 import pytest
 
-from edgecsp._lazy import available
 from edgecsp.backends.tensorrt.fp16_check import FP16_MAX, float_tensors, fp16_range_report, report_dict
 
-import trt_models
+from tests.backends.tensorrt import trt_models
 
-pytestmark = pytest.mark.skipif(not (available("onnx") and available("onnxruntime")),
-                                reason="needs onnx and onnxruntime")
+pytestmark = [pytest.mark.onnx, pytest.mark.onnxruntime]
 
 
 def _batches(count=2, seed=0):

@@ -1,12 +1,12 @@
 """The device half's decisions (engine plan, FP32 pinning, buffers, calibrator, manifests) without a GPU, and
 the end-to-end engine tests that run where TensorRT and a GPU are (marker ``tensorrt``)."""
 import os
+import sys
 import types
 
 import numpy as np
 import pytest
 
-from edgecsp._lazy import available
 from edgecsp.backends import open_runner, read_artefact_meta
 from edgecsp.backends.tensorrt import engine_build
 from edgecsp.backends.tensorrt.calib_cache import format_cache
@@ -20,7 +20,7 @@ from edgecsp.backends.tensorrt.options import make_options
 from edgecsp.backends.tensorrt.runner import TensorIO, TensorRTRunner, concrete_shape, plan_buffers
 from edgecsp.errors import InputError, MetadataError, MissingDependency, UnsupportedError
 
-import trt_models
+from tests.backends.tensorrt import trt_models
 
 
 def _bundle_manifest(**changes):
@@ -68,14 +68,14 @@ def test_engine_file_must_match_its_manifest(tmp_path):
         check_engine_file(engine, record)
 
 
-def test_engine_metadata_comes_from_the_sidecar_and_is_read_before_tensorrt(tmp_path):
+def test_engine_metadata_comes_from_the_sidecar_and_is_read_before_tensorrt(tmp_path, monkeypatch):
     engine, _ = _engine(tmp_path)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # the metadata must not need TensorRT
     assert read_artefact_meta(engine) == trt_models.tiny_meta()
     runner = open_runner(engine)
     assert isinstance(runner, TensorRTRunner) and not runner.active
-    if not available("tensorrt"):
-        with pytest.raises(MissingDependency, match="python3-libnvinfer"):
-            runner.__enter__()
+    with pytest.raises(MissingDependency, match="python3-libnvinfer"):
+        runner.__enter__()
     os.remove(manifest_path(engine))
     with pytest.raises(MetadataError, match="has no sidecar manifest m-tx2-fp16.engine.json.*`edgecsp build`"):
         TensorRTRunner(engine).__enter__()

@@ -5,9 +5,9 @@ import os
 import pytest
 
 from edgecsp.backends.tensorrt.opsets import MATRICES
+from tests.gates import ROOT, SHARED_FIXTURES
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIXTURES = os.path.join(os.path.dirname(ROOT), "shared", "fixtures", "tensorrt")
+FIXTURES = os.path.join(SHARED_FIXTURES, "tensorrt")
 SCRIPT = os.path.join(ROOT, "scripts", "encode_trt_operators.py")
 
 
@@ -18,9 +18,8 @@ def _script():
     return module
 
 
-# CI lays shared/ beside the clone, so there a missing fixture folder fails instead of skipping
-needs_fixtures = pytest.mark.skipif(not os.path.isdir(FIXTURES) and not os.environ.get("CI"),
-                                    reason="../shared/fixtures/tensorrt not present")
+# the fixtures gate: CI lays shared/ beside the clone, so there a missing fixture folder fails instead of skipping
+needs_fixtures = pytest.mark.fixtures
 
 
 @needs_fixtures

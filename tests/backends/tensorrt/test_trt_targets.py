@@ -1,9 +1,9 @@
 """TensorRT target records, their resolution, the precision policy and the "can this machine build it" decision."""
 import json
+import sys
 
 import pytest
 
-from edgecsp._lazy import available
 from edgecsp.backends import get_backend, list_backends
 from edgecsp.backends.tensorrt.lint import matrix_for, matrix_key
 from edgecsp.backends.tensorrt.policy import (OVERRIDE_FLAG, check_dla, check_precision_policy, device_mismatch,
@@ -14,18 +14,19 @@ from edgecsp.cli import main
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.targets import get_target, list_targets
 
-JETSONS = {"tx2": ("4.6", "6.2", "3.6", "8.2"), "nano": ("4.6", "5.3", "3.6", "8.2"),
-           "xavier-nx": ("5.1", "7.2", "3.8", "8.5"), "agx-xavier": ("5.1", "7.2", "3.8", "8.5"),
-           "orin": ("6", "8.7", "3.10", "8.6")}
+# name: (JetPack, SM, Python, TensorRT, fast INT8, DLA) -- each fact stated on its own, from NVIDIA's specs
+JETSONS = {"tx2": ("4.6", "6.2", "3.6", "8.2", False, False), "nano": ("4.6", "5.3", "3.6", "8.2", False, False),
+           "xavier-nx": ("5.1", "7.2", "3.8", "8.5", True, True), "agx-xavier": ("5.1", "7.2", "3.8", "8.5", True, True),
+           "orin": ("6", "8.7", "3.10", "8.6", True, True)}
 
 
 @pytest.mark.parametrize("name", sorted(JETSONS))
 def test_jetson_records_carry_the_issue_facts(name):
-    jetpack, sm, python, trt = JETSONS[name]
+    jetpack, sm, python, trt, fast_int8, dla = JETSONS[name]
     t = get_target(name)
     assert (t.backend, t.jetpack, t.sm, t.device_python, t.suffix) == ("tensorrt", jetpack, sm, python, ".engine")
     assert t.trt_version[0].startswith(trt) and t.fast_fp16 and t.default_precision == "fp16"
-    assert t.fast_int8 == (name not in ("tx2", "nano")) and t.dla == (name not in ("tx2", "nano"))
+    assert (t.fast_int8, t.dla) == (fast_int8, dla)
     assert t.docker and "int8" in t.precisions
 
 
@@ -120,12 +121,19 @@ def test_targets_command_prints_the_records(capsys):
     assert records["orin"]["sm"] == "8.7" and records["nano"]["jetpack"] == "4.6"
 
 
-def test_probes_report_absence_instead_of_failing():
-    from edgecsp.backends.tensorrt.device import cuda_device, installed_trt_version
+def test_probes_report_absence_instead_of_failing(monkeypatch):
+    """The TensorRT probe, with TensorRT made absent and then present (a stand-in module): no guess about
+    what this machine has."""
+    import types
+
+    from edgecsp.backends.tensorrt.device import build_problem, cuda_device, installed_trt_version
 
     backend = get_backend("tensorrt")
-    assert backend.is_available() == available("tensorrt")
-    assert backend.version() == installed_trt_version()
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` raises ImportError
+    assert not backend.is_available() and backend.version() is None and installed_trt_version() is None
+    assert "TensorRT" in build_problem("tx2")
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.2.1.8"))
+    assert backend.is_available() and backend.version() == installed_trt_version() == "8.2.1.8"
     gpu = cuda_device()
     if gpu is not None:  # a machine with NVIDIA's driver
         assert gpu.sm.count(".") == 1 and gpu.name

@@ -1,0 +1,97 @@
+"""The one table of test gates: each marker, what it needs, and whether `make test` installs it.
+
+``conftest.py`` declares every marker from ``GATES`` and skips marked tests through ``needs``; fixtures and
+helpers call ``needs(marker)`` themselves, and test modules import optional packages with ``optional(name)``
+(None when absent: the module's marker skips its tests before they use it). Backend markers come from the
+backend registry. In CI (``CI`` set) a gate that ``make test`` installs fails instead of skipping, so a missing
+install step cannot pass as a skip; the hardware gates (tensorrt, gpu, jetson) skip.
+"""
+import importlib
+import os
+import shutil
+import sys
+
+import pytest
+
+from edgecsp._lazy import available
+from edgecsp.backends import list_backends
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_FIXTURES = os.path.join(os.path.dirname(ROOT), "shared", "fixtures")
+
+
+def _tool(name):
+    """A command-line tool next to this Python (the venv's bin) or on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    return beside if os.path.exists(beside) else shutil.which(name)
+
+
+def _opencv_darknet():
+    return available("cv2") and hasattr(getattr(importlib.import_module("cv2"), "dnn", None), "readNetFromDarknet")
+
+
+def _nvidia_gpu():
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-ctrl-gpu")
+
+
+# marker -> (is it there?, what it needs, installed by `make test` (so CI fails rather than skips))
+GATES = dict(
+    [(b.name, (lambda package=b.package: available(package), "the {} package ({})".format(b.package, b.description),
+               not b.device_build)) for b in list_backends()]
+    + [
+        ("torch", (lambda: available("torch"), "torch (pip install 'edgecsp[export]')", True)),
+        ("onnx", (lambda: available("onnx"), "onnx (pip install 'edgecsp[export]')", True)),
+        ("onnxsim", (lambda: available("onnxsim"), "onnxsim (pip install 'edgecsp[export]')", True)),
+        ("nncf", (lambda: available("nncf"), "nncf (pip install 'edgecsp[quantize]')", True)),
+        ("opencv", (lambda: available("cv2"), "OpenCV (pip install 'edgecsp[cpu]')", True)),
+        ("opencv_darknet", (_opencv_darknet, "OpenCV 4.x with cv2.dnn.readNetFromDarknet (OpenCV 5 dropped it)",
+                            True)),
+        ("coco", (lambda: available("faster_coco_eval") or available("pycocotools"),
+                  "faster-coco-eval or pycocotools (pip install 'edgecsp[eval]')", True)),
+        ("vermin", (lambda: _tool("vermin") is not None, "vermin (pip install 'edgecsp[dev]')", True)),
+        ("hadolint", (lambda: _tool("hadolint") is not None, "hadolint (pip install 'edgecsp[dev]')", True)),
+        ("fixtures", (lambda: os.path.isdir(SHARED_FIXTURES), "../shared/fixtures beside the clone", True)),
+        ("gpu", (_nvidia_gpu, "an NVIDIA GPU", False)),
+        ("jetson", (lambda: os.path.isfile("/etc/nv_tegra_release"), "a Jetson (L4T)", False)),
+    ])
+
+
+def _missing(marker):
+    """The reason a gate is closed here, or None when it is open."""
+    check, needs_what, installed = GATES[marker]
+    if check():
+        return None
+    reason = "needs {}".format(needs_what)
+    if installed and os.environ.get("CI"):
+        pytest.fail("{} in CI: `make test` should have installed it".format(reason), pytrace=False)
+    return reason
+
+
+def needs(*markers):
+    """Skip the calling test or fixture unless every gate in ``markers`` is open (fails in CI, see above)."""
+    for marker in markers:
+        reason = _missing(marker)
+        if reason:
+            pytest.skip(reason)
+
+
+def optional(module):
+    """``module`` imported, or None when it is not installed (mark the tests that use it)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def tool(name):
+    """The path of command-line tool ``name`` (the ``vermin`` / ``hadolint`` gates), or None."""
+    return _tool(name)
+
+
+MODULE_GATES = {"cv2": "opencv", "faster_coco_eval": "coco", "pycocotools": "coco"}
+
+
+def needs_import(module):
+    """``needs`` the gate of ``module`` (cv2 -> opencv...), then the module itself."""
+    needs(MODULE_GATES.get(module, module))
+    return importlib.import_module(module)
