@@ -74,6 +74,8 @@ def describe_interval(low, high, low_open=False, high_open=False):
         if not low_open and not high_open:
             return "between {:g} and {:g}".format(low, high)
         return "in {}{:g}, {:g}{}".format("(" if low_open else "[", low, high, ")" if high_open else "]")
+    if low == 0 and high is None:
+        return "a positive number" if low_open else "a non-negative number"
     if low is not None:
         return "{} {:g}".format("greater than" if low_open else "at least", low)
     if high is not None:

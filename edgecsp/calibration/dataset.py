@@ -14,6 +14,7 @@ from edgecsp.calibration.provenance import make_record, preprocessing_of
 from edgecsp.calibration.sources import select_samples
 from edgecsp.errors import InputError
 from edgecsp.runtime.preprocess import preprocess
+from edgecsp.validate import positive_int
 
 
 class CalibrationSet(object):
@@ -29,8 +30,7 @@ class CalibrationSet(object):
         config = config.checked()
         if not config.source:
             raise InputError("this calibration needs images: pass --calib SOURCE")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError("calibration batch size must be a positive integer, got {!r}".format(batch_size))
+        batch_size = positive_int(batch_size, "calibration batch size")
         if config.count < batch_size:
             raise InputError("--calib-count {} is smaller than the model's batch of {}: pass at least {}".format(
                 config.count, batch_size, batch_size))

@@ -25,12 +25,13 @@ def add_arguments(p):
 
 def run(args):
     from edgecsp.bench import BenchConfig, bench, format_report
-    from edgecsp.errors import InputError
+    from edgecsp.validate import non_negative_int, number_in, optional, positive_int
 
-    if args.seconds <= 0 or args.warmup < 0 or args.in_flight < 1 or args.rounds < 0:
-        raise InputError("--seconds must be > 0, --warmup >= 0, --in-flight >= 1 and --rounds >= 0")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise InputError("--max-frames must be at least 1")
+    number_in(args.seconds, "--seconds", 0.0, low_open=True)
+    number_in(args.warmup, "--warmup", 0.0)
+    positive_int(args.in_flight, "--in-flight")
+    non_negative_int(args.rounds, "--rounds")
+    optional(positive_int, args.max_frames, "--max-frames")
     config = BenchConfig(engine=args.engine, vs=tuple(args.vs), video=args.video, max_frames=args.max_frames,
                          seconds=args.seconds, warmup=args.warmup, in_flight=args.in_flight, threads=args.threads,
                          rounds=args.rounds, json=args.json, memory=args.memory, nms=args.nms)

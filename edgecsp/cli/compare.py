@@ -20,12 +20,12 @@ def add_arguments(p):
 
 
 def run(args):
-    from edgecsp.calibration.provenance import write_json_atomic
-    from edgecsp.errors import InputError, VerificationError
+    from edgecsp._files import write_json_atomic
+    from edgecsp.errors import VerificationError
     from edgecsp.evaluation.compare import compare_artefacts, format_compare
+    from edgecsp.validate import positive_int
 
-    if args.count < 1:
-        raise InputError("--count must be at least 1, got {}".format(args.count))
+    positive_int(args.count, "--count")
     result = compare_artefacts(args.a, args.b, args.data, atol=args.atol, rtol=args.rtol, count=args.count,
                                seed=args.seed, threads=args.threads)
     print(format_compare(result))

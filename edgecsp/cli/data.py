@@ -24,20 +24,18 @@ def add_arguments(p):
 
 
 def run(args):
-    from edgecsp.errors import InputError
+    from edgecsp.validate import positive_int
 
     if args.kind == "shapes":
         from edgecsp.data.shapes import generate_dataset
 
-        if args.count < 1:
-            raise InputError("--count must be at least 1")
+        positive_int(args.count, "--count")
         path = generate_dataset(args.out_dir, args.count, args.seed, _size(args.size) if args.size else None)
         print("wrote {} images and {}".format(args.count, path))
     else:
         from edgecsp.data.shapes import generate_video
 
-        if args.frames < 1:
-            raise InputError("--frames must be at least 1")
+        positive_int(args.frames, "--frames")
         gt = generate_video(args.path, args.frames, args.seed, _size(args.size), args.fps)
         print("wrote {} ({} frames) and ground truth {}".format(args.path, args.frames, gt))
     return 0

@@ -13,6 +13,7 @@ import numpy as np
 
 from edgecsp.errors import InputError
 from edgecsp.runtime.sources import read_image
+from edgecsp.validate import positive_int
 
 
 def coco_file_names(annotations_json):
@@ -72,9 +73,8 @@ class CocoDataset(object):
         self.images_dir = images_dir or os.path.dirname(os.path.abspath(annotations_json))
         images, ground_truths = load_coco_ground_truth(annotations_json)
         if limit is not None:
-            if isinstance(limit, bool) or int(limit) < 1:
-                raise InputError("the image limit must be a positive integer, got {!r}".format(limit))
-            images, ground_truths = images[:int(limit)], ground_truths[:int(limit)]
+            limit = positive_int(limit, "the image limit")
+            images, ground_truths = images[:limit], ground_truths[:limit]
         if not images:
             raise InputError("{} lists no images: nothing to evaluate".format(annotations_json))
         self.records = images

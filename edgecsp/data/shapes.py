@@ -29,6 +29,7 @@ import numpy as np
 from edgecsp._files import Staged, write_bytes_atomic
 from edgecsp._lazy import require
 from edgecsp.errors import InputError
+from edgecsp.validate import non_negative_int, number_in, positive_int
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "cross")
 CIRCLE, SQUARE, TRIANGLE, STAR, CROSS = range(len(SHAPE_CLASSES))
@@ -100,9 +101,7 @@ def _check_rng(rng):
 
 
 def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError("seed must be a non-negative integer, got {!r}".format(seed))
-    return int(seed)
+    return non_negative_int(seed, "seed")
 
 
 # ---------------------------------------------------------------------------------------------------- drawing
@@ -323,8 +322,7 @@ def generate_dataset(out_dir, count, seed, size=None):
     last, so a folder with an ``annotations.json`` is complete.
     """
     seed = _check_seed(seed)
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise InputError("count must be a positive integer, got {!r}".format(count))
+    count = positive_int(count, "count")
     fixed = None if size is None else _check_size(size)
     cv2 = _cv2()
     image_dir = os.path.join(out_dir, "images")
@@ -469,11 +467,9 @@ def generate_video(path, frames, seed, size=(360, 640), fps=25):
     frame. Ground truth goes to ``video_gt_path(path)`` (``<stem>.gt.jsonl``, format in the module docstring).
     """
     seed = _check_seed(seed)
-    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
-        raise InputError("frames must be a positive integer, got {!r}".format(frames))
+    frames = positive_int(frames, "frames")
     h, w = _check_size(size)
-    if not fps or fps <= 0:
-        raise InputError("fps must be positive, got {!r}".format(fps))
+    number_in(fps, "fps", 0.0, low_open=True)
     stem, ext = os.path.splitext(path)
     if not ext:
         raise InputError("video path {!r} has no extension: use a name such as clip.mp4".format(path))

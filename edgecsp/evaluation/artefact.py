@@ -13,6 +13,7 @@ from edgecsp.data.coco import CocoDataset
 from edgecsp.evaluation.detection_map import evaluate_detections
 from edgecsp.runtime.pipeline import DetectOptions, detect
 from edgecsp.runtime.progress import Progress
+from edgecsp.validate import fraction, iou_threshold, optional, positive_int
 
 # what mAP is measured with: a low score threshold so the whole precision/recall curve counts (as in COCO)
 EVAL_OPTIONS = DetectOptions(conf=0.001, iou=0.6, max_det=100)
@@ -135,14 +136,10 @@ def _check_output(path, suffix, option):
 
 
 def _check_options(config):
-    if not 0.0 <= float(config.conf) <= 1.0:
-        raise InputError("--conf: the confidence threshold must be between 0 and 1, got {}".format(config.conf))
-    if not 0.0 < float(config.iou) <= 1.0:
-        raise InputError("--iou: the NMS IoU threshold must be in (0, 1], got {}".format(config.iou))
-    if int(config.max_det) < 1:
-        raise InputError("--max-det must be at least 1, got {}".format(config.max_det))
-    if config.limit is not None and int(config.limit) < 1:
-        raise InputError("--limit must be at least 1, got {}".format(config.limit))
+    fraction(config.conf, "--conf: the confidence threshold")
+    iou_threshold(config.iou, "--iou: the NMS IoU threshold")
+    positive_int(config.max_det, "--max-det")
+    optional(positive_int, config.limit, "--limit")
     return DetectOptions(config.conf, config.iou, config.max_det)
 
 

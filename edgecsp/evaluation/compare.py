@@ -10,6 +10,7 @@ from typing import List, NamedTuple
 import numpy as np
 
 from edgecsp.errors import InputError
+from edgecsp.validate import number_in
 
 DEFAULT_DATA = "shapes:0"
 DEFAULT_COUNT = 8
@@ -90,13 +91,7 @@ class _Accumulator(object):
 
 
 def _check_tolerance(value, option):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        value = -1.0
-    if not value >= 0.0:  # also rejects NaN
-        raise InputError("{} must be a non-negative number, got {!r}".format(option, value))
-    return value
+    return number_in(value, option, 0.0)
 
 
 def _batches(data, meta, count, seed):

@@ -3,10 +3,11 @@
 Inference, evaluation and the parity checks all call :func:`postprocess`, so a threshold or coordinate
 convention can only change in one place. Python 3.6 compatible; numpy only.
 """
-from edgecsp.errors import InputError, UnsupportedError
+from edgecsp.errors import UnsupportedError
 from edgecsp.runtime.decode import decode_yolo
 from edgecsp.runtime.nms import DEFAULT_MAX_CANDIDATES, Detections, nms_per_class
 from edgecsp.runtime.preprocess import scale_boxes_back
+from edgecsp.validate import fraction, positive_int
 
 
 def postprocess(outputs, meta, infos, orig_shapes=None, conf=0.25, iou=0.45, max_det=300, class_agnostic=False,
@@ -38,9 +39,6 @@ def postprocess(outputs, meta, infos, orig_shapes=None, conf=0.25, iou=0.45, max
 
 def _check_thresholds(conf, iou, max_det):
     # These come straight from CLI options, so they are user input: a clear error, never an assert.
-    if not 0.0 <= float(conf) <= 1.0:
-        raise InputError("confidence threshold must be between 0 and 1, got {}: pass e.g. --conf 0.25".format(conf))
-    if not 0.0 <= float(iou) <= 1.0:
-        raise InputError("IoU threshold must be between 0 and 1, got {}: pass e.g. --iou 0.45".format(iou))
-    if int(max_det) < 1:
-        raise InputError("max detections must be at least 1, got {}: pass e.g. --max-det 300".format(max_det))
+    fraction(conf, "the confidence threshold", hint="pass e.g. --conf 0.25")
+    fraction(iou, "the IoU threshold", hint="pass e.g. --iou 0.45")
+    positive_int(max_det, "max detections", hint="pass e.g. --max-det 300")

@@ -7,6 +7,7 @@ from edgecsp._lazy import require
 from edgecsp.backends.base import BaseRunner, check_threads
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.runtime.meta import META_KEY, load_meta_or_raise
+from edgecsp.validate import choice, optional
 
 RT_INFO_PATH = ("edgecsp", "meta")  # where `edgecsp build` stores the metadata JSON
 FRAMEWORK_PATH = ("framework", META_KEY)  # where convert_model/ovc copy the ONNX metadata_props
@@ -60,13 +61,8 @@ class OpenVINORunner(BaseRunner):
         super(OpenVINORunner, self).__init__(path)
         self.device = str(device)
         self.threads = check_threads(threads)
-        self.hint = None if hint is None else str(hint).upper()
-        if self.hint is not None and self.hint not in HINTS:
-            raise InputError("OpenVINO hint must be one of {}, got {!r}".format(", ".join(HINTS), hint))
-        if inference_precision is not None and inference_precision not in INFERENCE_PRECISIONS:
-            raise InputError("inference_precision must be one of {}, got {!r}".format(
-                ", ".join(INFERENCE_PRECISIONS), inference_precision))
-        self.inference_precision = inference_precision
+        self.hint = optional(choice, None if hint is None else str(hint).upper(), "the OpenVINO hint", HINTS)
+        self.inference_precision = optional(choice, inference_precision, "inference_precision", INFERENCE_PRECISIONS)
         self._request = None
         self._ring = []  # infer requests used in turn when several are in flight
         self._handles = []  # the latest handle of each ring request

@@ -8,6 +8,7 @@ from typing import NamedTuple, Optional, Tuple
 
 from edgecsp.calibration.config import DEFAULT_CALIB_COUNT, CalibrationConfig
 from edgecsp.errors import InputError
+from edgecsp.validate import choice, number_in, positive_int
 
 CALIB_METHODS = ("entropy", "minmax", "percentile")
 DEFAULT_WORKSPACE_MIB = 1024
@@ -44,23 +45,14 @@ def make_options(**values):
         raise InputError("unknown TensorRT build option(s) {}: known options are {}".format(
             ", ".join(unknown), ", ".join(BUILD_OPTIONS)))
     options = TensorRTOptions(**dict((k, v) for k, v in values.items() if v is not None))
-    problems = []
-    if int(options.workspace_mib) < 16:
-        problems.append("--workspace must be at least 16 MiB, got {}".format(options.workspace_mib))
-    if options.calib_method not in CALIB_METHODS:
-        problems.append("--calib-method must be one of {}, got {!r}".format(", ".join(CALIB_METHODS),
-                                                                          options.calib_method))
-    if not 50.0 < float(options.calib_percentile) <= 100.0:
-        problems.append("the calibration percentile must be in (50, 100], got {}".format(options.calib_percentile))
-    if options.calibrate_on not in ("host", "device"):
-        problems.append("calibrate_on must be host or device, got {!r}".format(options.calibrate_on))
-    if int(options.max_batch) < 1:
-        problems.append("--max-batch must be >= 1, got {}".format(options.max_batch))
-    if problems:
-        raise InputError("; ".join(problems))
+    workspace = number_in(options.workspace_mib, "--workspace (MiB)", 16)
+    choice(options.calib_method, "--calib-method", CALIB_METHODS)
+    number_in(options.calib_percentile, "the calibration percentile", 50.0, 100.0, low_open=True)
+    choice(options.calibrate_on, "calibrate_on", ("host", "device"))
+    max_batch = positive_int(options.max_batch, "--max-batch")
     if options.calib:
         calibration_config(options).checked()
-    return options._replace(workspace_mib=int(options.workspace_mib), max_batch=int(options.max_batch),
+    return options._replace(workspace_mib=int(workspace), max_batch=max_batch,
                             fp32_tensors=tuple(options.fp32_tensors))
 
 
