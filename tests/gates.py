@@ -75,6 +75,15 @@ def needs(*markers):
             pytest.skip(reason)
 
 
+def host_targets():
+    """The targets whose artefacts are built and run on this machine (their backend has no device build), from
+    the registries: tests parametrized over them cover a new CPU backend without an edit."""
+    from edgecsp.backends import get_backend_record
+    from edgecsp.targets import list_targets
+
+    return [t for t in list_targets() if not get_backend_record(t.backend).device_build]
+
+
 def optional(module):
     """``module`` imported, or None when it is not installed (mark the tests that use it)."""
     try:

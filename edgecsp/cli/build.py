@@ -19,8 +19,9 @@ def add_arguments(p):
     p.add_argument("onnx", help="ONNX model written by `edgecsp export` (on the device: a bundle folder)")
     p.add_argument("--target", "-t", default="cpu", help="deployment target (see `edgecsp targets`; default cpu)")
     p.add_argument("--precision", "-p", help="fp32 | fp16 | int8 (default: the target's default)")
-    p.add_argument("-o", "--output", help="output path (default engines/<onnx stem>-<target>-<precision>.<ext>, "
-                                          "or ...-bundle/ for a device bundle)")
+    p.add_argument("-o", "--output", help="output path, or an existing folder to write the default name into "
+                                          "(default engines/<onnx stem>-<target>-<precision>.<ext>, or ...-bundle/ "
+                                          "for a device bundle)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--bundle", dest="mode", action="store_const", const="bundle",
                        help="write the device bundle even where the engine could be built here")

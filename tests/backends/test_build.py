@@ -25,6 +25,23 @@ def test_default_output_comes_from_the_target_record():
     assert default_output("yolo.onnx", "cpu-ort", "fp32") == os.path.join("engines", "yolo-cpu-ort-fp32.onnx")
 
 
+def test_an_existing_folder_as_output_gets_the_default_name_inside(tiny, tmp_path, capsys):
+    from edgecsp.cli import main
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out = build(BuildConfig(tiny, target="cpu-ort", output=str(folder)))
+    assert out == os.path.join(str(folder), "tiny-cpu-ort-fp32.onnx") and os.path.isfile(out)
+    assert main(["build", "--target", "cpu-ort", tiny, "-o", str(folder), "-p", "int8", "--calib", "shapes:0",
+                 "--calib-count", "2"]) == 0
+    assert os.path.isfile(os.path.join(str(folder), "tiny-cpu-ort-int8.onnx"))
+    capsys.readouterr()
+    assert main(["build", "--target", "cpu-ort", tiny, "-o", str(tmp_path / "wrong.xml")]) == 3
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "target cpu-ort writes .onnx artefacts, but the output is" in err[0]
+    assert not (tmp_path / "wrong.xml").exists()
+
+
 def test_build_cpu_ort_with_defaults(tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(str(tmp_path))
     out = build(BuildConfig(tiny, target="cpu-ort"))
@@ -35,14 +52,12 @@ def test_build_cpu_ort_with_defaults(tiny, tmp_path, monkeypatch):
 
 
 @pytest.mark.openvino
-@pytest.mark.openvino
 def test_build_cpu_defaults_to_fp32_ir(tiny, tmp_path):
     out = build(BuildConfig(tiny, output=str(tmp_path / "ir" / "tiny.xml")))
     assert out.endswith("tiny.xml") and os.path.exists(out[:-4] + ".bin")
     assert read_artefact_meta(out).extra["precision"] == "fp32"
 
 
-@pytest.mark.openvino
 @pytest.mark.openvino
 def test_without_onnx_the_backend_checks_the_source(tiny, tmp_path, monkeypatch):
     import edgecsp.build as build_module

@@ -68,7 +68,6 @@ def test_plain_convert_model_ir_falls_back_to_framework_rt_info(backend, tiny, t
 
 
 @pytest.mark.onnxruntime
-@pytest.mark.onnxruntime
 @pytest.mark.parametrize("precision, tol", [("fp32", 1e-5), ("fp16", 2e-2)])
 def test_runner_matches_numpy_and_onnxruntime(backend, tiny, tmp_path, precision, tol):
     path, weights = tiny

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.gates import needs
+from tests.gates import host_targets, needs
 
 from edgecsp.cli import main
 
@@ -44,9 +44,11 @@ def test_data_shapes_and_video(tmp_path, capsys):
     assert os.path.getsize(str(tmp_path / "v.mp4")) > 0
 
 
-@pytest.mark.parametrize("target,suffix", [("cpu", ".xml"), ("cpu-ort", ".onnx")])
+@pytest.mark.parametrize("target,suffix", [(t.name, t.suffix) for t in host_targets()])
 def test_build_and_infer_each_cpu_target(target, suffix, demo_onnx, demo_video, tmp_path, capsys):
-    needs("openvino" if target == "cpu" else "onnxruntime")
+    from edgecsp.targets import get_target
+
+    needs(get_target(target).backend)
     video, _ = demo_video
     art = str(tmp_path / ("demo" + suffix))
     assert main(["build", "--target", target, demo_onnx, "-o", art]) == 0

@@ -4,19 +4,22 @@ import os
 import numpy as np
 import pytest
 
-from tests.gates import needs, needs_import
-
 from edgecsp.backends.base import BaseRunner
+from edgecsp.build import BuildConfig, build
 from edgecsp.cli import main
 from edgecsp.errors import InputError
+from tests.gates import host_targets, needs, needs_import
 
 
-@pytest.fixture(params=["onnxruntime", "openvino"])
-def engine(request, demo_onnx):
-    if request.param == "openvino":
-        needs("openvino")
-        return request.getfixturevalue("demo_ir")
-    return demo_onnx
+@pytest.fixture(scope="module", params=[t.name for t in host_targets()])
+def engine(request, demo_onnx, tmp_path_factory):
+    """The demo model built for every target that builds here (one per CPU backend)."""
+    from edgecsp.targets import get_target
+
+    target = get_target(request.param)
+    needs(target.backend)
+    out = str(tmp_path_factory.mktemp("engine") / ("demo" + target.suffix))
+    return build(BuildConfig(demo_onnx, target=target.name, precision="fp32", output=out))
 
 
 def _read(path):

@@ -196,6 +196,10 @@ def test_output_must_be_a_bundle_folder(tiny, tmp_path):
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(InputError, match="exists and is not an edgecsp device bundle"):
         write_bundle(tiny, str(tmp_path / "mine"), None, "tx2")
+    # `edgecsp build -o FOLDER`: users pass folders; the bundle goes inside under its default name
+    inside = build(BuildConfig(tiny, target="tx2", output=str(tmp_path / "mine")))
+    assert inside == os.path.join(str(tmp_path / "mine"), "tiny-tx2-fp16-bundle")
+    assert sorted(os.listdir(str(tmp_path / "mine"))) == ["notes.txt", "tiny-tx2-fp16-bundle"]
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="is a file: a device bundle is a folder"):
         write_bundle(tiny, str(tmp_path / "file"), None, "tx2")
@@ -237,7 +241,6 @@ def test_bundle_checks_refuse_a_modified_onnx(tiny, tmp_path):
         read_bundle(str(tmp_path))
 
 
-@pytest.mark.torch
 @pytest.mark.torch
 @pytest.mark.onnxsim
 def test_exported_demo_model_bundles_for_tx2(tmp_path, capsys):
