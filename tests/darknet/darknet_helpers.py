@@ -1,28 +1,28 @@
 """Helpers for the darknet tests: sized cfg copies, calibrated random weights, OpenCV DNN reference runs.
 
-Imported as a plain module by the test files next to it (pytest collects only test_*.py).
+Imported by the test files next to it (pytest collects only test_*.py).
 """
 import os
 import re
 
 import numpy as np
-import pytest
 
-from tests.gates import needs_import
+from tests.gates import SHARED_FIXTURES, needs, needs_import
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DARKNET_FIXTURES = os.path.join(os.path.dirname(ROOT), "shared", "fixtures", "darknet")
+DARKNET_FIXTURES = os.path.join(SHARED_FIXTURES, "darknet")
 FIXTURE_CFGS = ("yolov4-tiny", "yolov4-csp", "yolov3-tiny-prn", "csdarknet53-omega")
 
 
-def fixture_cfg(name):
-    path = os.path.join(DARKNET_FIXTURES, name + ".cfg")
-    if not os.path.isfile(path):
-        message = "darknet fixture {} is missing (expected in ../shared/fixtures/darknet)".format(path)
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI lays shared/ beside the clone: a missing fixture must not pass as a skip
-        pytest.skip(message)
+def fixture_file(name):
+    """``../shared/fixtures/darknet/<name>``: skipped without the fixtures, failed in CI (which lays them out)."""
+    needs("fixtures")
+    path = os.path.join(DARKNET_FIXTURES, name)
+    assert os.path.isfile(path), "darknet fixture {} is missing from ../shared/fixtures/darknet".format(path)
     return path
+
+
+def fixture_cfg(name):
+    return fixture_file(name + ".cfg")
 
 
 def sized_cfg(source, size, folder, yolo_extra=""):
@@ -118,7 +118,4 @@ def conv_depth(plan):
 
 
 def coco_names():
-    path = os.path.join(DARKNET_FIXTURES, "coco.names")
-    if not os.path.isfile(path):
-        pytest.skip("coco.names fixture missing")
-    return path
+    return fixture_file("coco.names")

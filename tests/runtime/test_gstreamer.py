@@ -63,13 +63,22 @@ def test_opencv_build_information_and_credentials():
     assert hide_credentials("rtspsrc location=rtsp://admin:secret@cam/s ! x") == "rtspsrc location=rtsp://***@cam/s ! x"
 
 
-def test_gst_source_that_cannot_start_is_a_one_line_error():
+def test_opening_a_pipeline_needs_opencv_with_gstreamer(monkeypatch):
     cv2 = needs_import("cv2")
+    from edgecsp.errors import InputError
+    from edgecsp.runtime.gstreamer import open_gst_source
+
+    monkeypatch.setattr(cv2, "getBuildInformation", lambda: "  Video I/O:\n    GStreamer:   NO\n")  # pip's build
+    with pytest.raises(InputError, match="was built without GStreamer: on a Jetson use JetPack's python3-opencv"):
+        open_gst_source("csi://0")
+
+
+def test_gst_source_that_cannot_start_is_a_one_line_error():
+    needs_import("cv2")
     from edgecsp.errors import InputError
     from edgecsp.runtime.gstreamer import GstSource
 
-    if opencv_has_gstreamer(cv2.getBuildInformation()):
-        pytest.skip("this OpenCV has GStreamer: a bogus element would be a different failure")
+    # without GStreamer in OpenCV, or with it and an element that does not exist: the capture does not open
     with pytest.raises(InputError, match="could not start the GStreamer pipeline for cam") as info:
         GstSource("rtspsrc location=rtsp://user:secret@127.0.0.1/s ! fakeelement ! appsink", "cam")
     assert "secret" not in str(info.value) and "rtsp://***@" in str(info.value)

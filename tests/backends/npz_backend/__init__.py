@@ -5,7 +5,6 @@ runner computes them in numpy. ``tests/backends/test_backend_registry.py`` regis
 `edgecsp build`, `edgecsp infer` and `edgecsp bench` on it, so "a new backend is its subpackage plus one registry
 line plus its tests" is checked, not claimed.
 """
-import json
 
 import numpy as np
 

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-from tests.gates import needs_import
 
 from edgecsp.backends import get_backend
 from edgecsp.backends.tensorrt.bundle import write_bundle
@@ -120,16 +119,6 @@ def test_build_modes():
 def test_a_folder_source_needs_a_bundle_backend(tmp_path):
     with pytest.raises(InputError, match="is a folder: target cpu-ort builds from an .onnx file"):
         build(BuildConfig(str(tmp_path), target="cpu-ort"))
-
-
-def test_opening_a_pipeline_needs_opencv_with_gstreamer():
-    cv2 = needs_import("cv2")
-    from edgecsp.runtime.gstreamer import open_gst_source, opencv_has_gstreamer
-
-    if opencv_has_gstreamer(cv2.getBuildInformation()):
-        pytest.skip("this OpenCV has GStreamer")
-    with pytest.raises(InputError, match="was built without GStreamer: on a Jetson use JetPack's python3-opencv"):
-        open_gst_source("csi://0")
 
 
 @needs_onnx
