@@ -32,6 +32,32 @@ def require(module, purpose=""):
             top, what, exc.__class__.__name__, hint))
 
 
+# The oldest numpy the device-side code runs on: JetPack 4.6's apt python3-numpy (Ubuntu 18.04) is 1.13.3.
+# tests/test_python36.py checks device-side modules against scripts/check_numpy_floor.py's table of newer APIs.
+NUMPY_FLOOR = (1, 13)
+NUMPY_FIX = "pip3 install numpy==1.19.5 (the last numpy with Python 3.6 aarch64 wheels; docker/Dockerfile.jetpack4 pins it)"
+
+
+def numpy_version_tuple(version):
+    """``"1.19.5"`` -> ``(1, 19)``; ``"2.0.0rc1"`` -> ``(2, 0)``."""
+    import re
+
+    parts = [int(re.match(r"\d*", p).group() or 0) for p in str(version).split(".")[:2]]
+    return tuple(parts + [0] * (2 - len(parts)))
+
+
+def check_numpy(version=None):
+    """MissingDependency when the installed numpy is older than NUMPY_FLOOR (what the device commands run on)."""
+    if version is None:
+        import numpy
+
+        version = numpy.__version__
+    if numpy_version_tuple(version) < NUMPY_FLOOR:
+        raise MissingDependency("numpy {} is older than {}, the oldest edgecsp runs on: {}".format(
+            version, ".".join(str(v) for v in NUMPY_FLOOR), NUMPY_FIX))
+    return version
+
+
 def available(module):
     """True when ``module`` can be imported (the same check the tests' markers use)."""
     try:

@@ -13,7 +13,7 @@ import os
 from typing import NamedTuple, Optional
 
 from edgecsp._files import require_file
-from edgecsp._lazy import available
+from edgecsp._lazy import available, check_numpy
 from edgecsp.backends import get_backend, get_backend_record
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.onnxio import ONNX_HINT, check_opset, load_onnx, onnx_opset
@@ -117,6 +117,7 @@ def _is_bundle(folder):
 def build(config):
     # type: (BuildConfig) -> str
     """Build ``config.onnx_path`` for ``config.target``; returns the artefact's path (a folder for a bundle)."""
+    check_numpy()  # device builds run on JetPack's numpy
     target = get_target(config.target)
     backend = get_backend(target.backend)
     options = check_options(config.options or {}, target, backend)

@@ -65,8 +65,10 @@ def stream_sources(config):
 
 def infer(config, log=None):
     """Run ``config.engine`` over ``config.source``; returns the runtime's PipelineResult."""
+    from edgecsp._lazy import check_numpy
     from edgecsp.backends import open_runner
 
+    check_numpy()  # this runs on the device: a JetPack numpy older than the floor fails here, in one line
     sinks = check_options(config)
     kind, source_options = _source_kind(config)
     options = {"threads": config.threads} if config.threads else {}

@@ -23,8 +23,9 @@ class Target(NamedTuple):
     sm: Optional[str] = None  # CUDA compute capability, e.g. "6.2"; None for CPUs and "any NVIDIA GPU"
     fast_fp16: bool = False  # the hardware runs FP16 faster than FP32
     fast_int8: bool = False  # the hardware has fast INT8 (tensor cores / DP4A / VNNI)
-    dla: bool = False  # has NVDLA cores
+    dla_cores: int = 0  # NVDLA cores (Xavier and AGX Orin / Orin NX: 2; TX2, Nano, Orin Nano: none)
     jetpack: Optional[str] = None  # JetPack release the record describes (sets CUDA, TensorRT, Python)
+    l4t: Optional[str] = None  # the L4T (Jetson Linux) release of that JetPack, which `cat /etc/nv_tegra_release` shows
     cuda: Optional[str] = None  # CUDA version on the device
     docker: Optional[str] = None  # docker/Dockerfile.<docker> builds the device image
 
@@ -52,11 +53,12 @@ _TARGETS = (
     ),
     # TensorRT targets: engines only run on the GPU and TensorRT version that built them, so `edgecsp build`
     # writes a device bundle on other machines and the engine is built on the device (README "TensorRT").
-    # trt_version is (lowest, highest) as shipped by the JetPack release(s); "x" matches any number.
+    # trt_version is (lowest, highest) as shipped by the JetPack release(s); "x" matches any number. JetPack 4.6
+# itself (L4T r32.6.1) ships TensorRT 8.0.1: edgecsp refuses it with the upgrade to 4.6.1+ (policy.JETPACKS).
     Target(
         name="tx2",
         backend="tensorrt",
-        description="Jetson TX2 (Pascal): FP16; no fast INT8, no DLA",
+        description="Jetson TX2 (Pascal), JetPack 4.6.1+ (L4T r32.7.x): FP16; no fast INT8, no DLA",
         precisions=("fp16", "fp32", "int8"),
         default_precision="fp16",
         max_opset=13,
@@ -65,14 +67,15 @@ _TARGETS = (
         trt_version=("8.2.1", "8.2.1"),
         sm="6.2",
         fast_fp16=True,
-        jetpack="4.6",
+        jetpack="4.6.1",
+        l4t="r32.7",
         cuda="10.2",
         docker="jetpack4",
     ),
     Target(
         name="nano",
         backend="tensorrt",
-        description="Jetson Nano (Maxwell): FP16; no fast INT8, no DLA",
+        description="Jetson Nano (Maxwell), JetPack 4.6.1+ (L4T r32.7.x): FP16; no fast INT8, no DLA",
         precisions=("fp16", "fp32", "int8"),
         default_precision="fp16",
         max_opset=13,
@@ -81,7 +84,8 @@ _TARGETS = (
         trt_version=("8.2.1", "8.2.1"),
         sm="5.3",
         fast_fp16=True,
-        jetpack="4.6",
+        jetpack="4.6.1",
+        l4t="r32.7",
         cuda="10.2",
         docker="jetpack4",
     ),
@@ -98,8 +102,9 @@ _TARGETS = (
         sm="7.2",
         fast_fp16=True,
         fast_int8=True,
-        dla=True,
+        dla_cores=2,
         jetpack="5.1",
+        l4t="r35.2",
         cuda="11.4",
         docker="jetpack5",
     ),
@@ -116,15 +121,16 @@ _TARGETS = (
         sm="7.2",
         fast_fp16=True,
         fast_int8=True,
-        dla=True,
+        dla_cores=2,
         jetpack="5.1",
+        l4t="r35.2",
         cuda="11.4",
         docker="jetpack5",
     ),
     Target(
         name="orin",
         backend="tensorrt",
-        description="Jetson AGX Orin / Orin NX (Ampere): FP16, INT8, DLA (Orin Nano has none)",
+        description="Jetson AGX Orin / Orin NX (Ampere): FP16, INT8, 2 DLA cores",
         precisions=("fp16", "int8", "fp32"),
         default_precision="fp16",
         max_opset=17,
@@ -134,8 +140,27 @@ _TARGETS = (
         sm="8.7",
         fast_fp16=True,
         fast_int8=True,
-        dla=True,
+        dla_cores=2,
         jetpack="6",
+        l4t="r36",
+        cuda="12.2",
+        docker="jetpack6",
+    ),
+    Target(
+        name="orin-nano",
+        backend="tensorrt",
+        description="Jetson Orin Nano (Ampere): FP16, INT8; no DLA",
+        precisions=("fp16", "int8", "fp32"),
+        default_precision="fp16",
+        max_opset=17,
+        device_python="3.10",
+        suffix=".engine",
+        trt_version=("8.6.2", "10.3.x"),
+        sm="8.7",
+        fast_fp16=True,
+        fast_int8=True,
+        jetpack="6",
+        l4t="r36",
         cuda="12.2",
         docker="jetpack6",
     ),

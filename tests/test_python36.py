@@ -35,3 +35,43 @@ def test_vermin_catches_a_violation(tmp_path):
     proc = subprocess.run([_vermin(), "-t=3.6-", "--violations", "--no-tips", str(bad)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode != 0
+
+
+def _numpy_floor():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_numpy_floor",
+                                                  os.path.join(ROOT, "scripts", "check_numpy_floor.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_device_code_uses_no_numpy_newer_than_jetpack4s():
+    from edgecsp._lazy import NUMPY_FLOOR
+
+    checker = _numpy_floor()
+    assert checker.FLOOR == NUMPY_FLOOR == (1, 13)
+    assert checker.check_paths([os.path.join(ROOT, p) for p in DEVICE_CODE]) == []
+
+
+def test_numpy_floor_check_catches_newer_api():
+    found = _numpy_floor().check_source(
+        "import numpy as np\nrng = np.random.default_rng(0)\nb = np.packbits(x, axis=1, bitorder='little')\n"
+        "p = np.pad(x, 2)\nq = np.pad(x, 2, 'edge')\nok = np.random.RandomState(0)\n"
+        "feature = getattr(np.random, 'default_rng', None)\n")
+    assert [(line, message) for _, line, message in found] == [
+        (2, "numpy.random.default_rng needs numpy 1.17"), (3, "numpy.packbits(bitorder=...) needs numpy 1.17"),
+        (4, "numpy.pad without mode= needs numpy 1.17")]
+
+
+def test_device_commands_refuse_a_numpy_older_than_the_floor(capsys, monkeypatch):
+    import numpy
+
+    from edgecsp.cli import main
+
+    monkeypatch.setattr(numpy, "__version__", "1.11.0")
+    assert main(["infer", "--engine", "m.engine", "clip.mp4"]) == 4
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "numpy 1.11.0 is older than 1.13" in err[0] and "numpy==1.19.5" in err[0]
+    assert main(["build", "--target", "tx2", "m.onnx"]) == 4

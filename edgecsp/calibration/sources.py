@@ -57,7 +57,8 @@ def choose(available, count, seed):
     """Sorted indices of ``count`` of ``available`` candidates drawn with ``seed`` (all when equal)."""
     if count >= available:
         return list(range(available))
-    rng = np.random.default_rng(int(seed))
+    # RandomState, not default_rng: this runs on the device, where JetPack 4.6 gives numpy 1.13
+    rng = np.random.RandomState(int(seed))
     return sorted(int(i) for i in rng.choice(available, size=int(count), replace=False))
 
 
@@ -112,6 +113,9 @@ def _files(kind, spec, root, paths, count, seed):
 
 
 def _shapes(spec, shapes_seed, count):
+    if not hasattr(np.random, "default_rng"):
+        raise InputError("calibration source {} renders synthetic images with numpy >= 1.17 (this is {}): pass a "
+                         "folder of images, or pip3 install numpy==1.19.5".format(spec, np.__version__))
     from edgecsp.data.shapes import dataset_sample
 
     def frames():

@@ -18,7 +18,7 @@ def _trt(t):
 def _hardware(t):
     if not t.trt_version:
         return "cpu"
-    flags = [name for name, on in (("fp16", t.fast_fp16), ("int8", t.fast_int8), ("dla", t.dla)) if on]
+    flags = [name for name, on in (("fp16", t.fast_fp16), ("int8", t.fast_int8), ("dla", t.dla_cores)) if on]
     return ("sm_" + t.sm.replace(".", "") if t.sm else "any") + (" " + "+".join(flags) if flags else "")
 
 

@@ -28,7 +28,8 @@ DEFAULT_MAX_CANDIDATES = 30000
 PAIR_BUDGET = 1000000
 MAX_ROUNDS = 64  # resolution rounds of the sparse path before it hands over to the dense path
 SAMPLE = 32  # boxes whose neighbours are counted to estimate the sparse path's pair count
-BLOCK = 64  # boxes the dense path decides per vectorised step
+BLOCK = 64  # boxes the dense path decides per vectorised step (at most 64: a row of hits is one uint64)
+_BIT_VALUES = np.left_shift(np.uint64(1), np.arange(BLOCK, dtype=np.uint64))
 CACHE_PAIRS = 16384  # pairs per vectorised IoU test in the dense path: its temporaries stay in L2 (128 KB each)
 _UPPER = np.triu(np.ones((BLOCK, BLOCK), dtype=bool), 1)
 
@@ -130,13 +131,14 @@ def _greedy_dense(data, thr, limit):
         cols = data[:, block]
         hits = _suppresses(cols[:, :, None], cols[:, None, :], thr)
         hits &= _UPPER[:block.size, :block.size]  # only a better box suppresses a worse one
-        rows = np.packbits(hits, axis=1, bitorder="little")
+        # row i as the integer sum_j hits[i, j] << j (BLOCK <= 64 bits; numpy 1.13-safe, no packbits bitorder)
+        rows = hits.astype(np.uint64).dot(_BIT_VALUES[:block.size])
         removed = 0
         kept = []
-        for i, row in enumerate(rows):
+        for i, row in enumerate(rows.tolist()):
             if not (removed >> i) & 1:
                 kept.append(i)
-                removed |= int.from_bytes(row.tobytes(), "little")
+                removed |= int(row)
         kept = block[kept]
         keep.extend(kept.tolist())
         if len(keep) < limit and not _remove_near(data, thr, kept, alive, near):

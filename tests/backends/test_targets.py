@@ -31,7 +31,7 @@ def test_cpu_records():
     assert (ort.backend, ort.precisions, ort.default_precision, ort.suffix) == (
         "onnxruntime", ("fp32", "int8"), "fp32", ".onnx")
     for t in (cpu, ort):
-        assert t.trt_version is None and t.sm is None and not t.dla
+        assert t.trt_version is None and t.sm is None and t.dla_cores == 0
 
 
 def test_unknown_target_lists_the_known_ones():

@@ -20,8 +20,10 @@ from edgecsp.backends.tensorrt.fit import fit_graph
 from edgecsp.backends.tensorrt.lint import errors_of, lint_model, matrix_key, raise_on_errors
 from edgecsp.backends.tensorrt.manifest import BUNDLE_MANIFEST, BundleManifest, to_json
 from edgecsp.backends.tensorrt.options import make_options
-from edgecsp.backends.tensorrt.policy import OVERRIDE_FLAG, check_dla, check_precision_policy, sm_label
-from edgecsp.backends.tensorrt.trtexec import TRTEXEC, format_command, supports_layer_precisions, trtexec_args
+from edgecsp.backends.tensorrt.policy import (OVERRIDE_FLAG, check_device_calibration, check_dla,
+                                             check_precision_policy, sm_label)
+from edgecsp.backends.tensorrt.trtexec import (TRTEXEC, format_command, int8_problem, supports_layer_precisions,
+                                               trtexec_args)
 from edgecsp.calibration.config import SOURCE_HELP
 from edgecsp.calibration.provenance import provenance_path, reusable_cache
 from edgecsp.errors import InputError, UnsupportedError
@@ -52,8 +54,20 @@ def device_build_args(manifest, bundle_path=".", output=None):
     return args
 
 
-def trtexec_line(manifest):
+def trtexec_problem(manifest):
     # type: (BundleManifest) -> str
+    """Why the bundle gets no equivalent trtexec line ("" when it does): INT8 without a usable cache."""
+    if manifest.precision != "int8":
+        return ""
+    calib = manifest.calibration or {}
+    return int8_problem(calib.get("cache"), calib.get("algorithm"))
+
+
+def trtexec_line(manifest):
+    # type: (BundleManifest) -> Optional[str]
+    """The equivalent trtexec command, or None when it would build a wrong engine (``trtexec_problem``)."""
+    if trtexec_problem(manifest):
+        return None
     calib = manifest.calibration or {}
     nodes = [layer["node"] for layer in manifest.fp32_layers]
     return format_command(trtexec_args(
@@ -90,11 +104,15 @@ def commands_text(manifest):
              "set -e",
              'cd "$(dirname "$0")"',
              format_command(device_build_args(manifest)),
-             "",
-             "# Equivalent trtexec line (TensorRT {}). Its engine has no edgecsp manifest, so `edgecsp infer` "
-             "refuses it:".format(manifest.trt_version[0]),
-             "# " + trtexec_line(manifest)]
-    if manifest.fp32_layers and not supports_layer_precisions(manifest.trt_version[0]):
+             ""]
+    problem = trtexec_problem(manifest)
+    if problem:
+        lines += ["# No equivalent trtexec line: " + problem + "."]
+    else:
+        lines += ["# Equivalent trtexec line (TensorRT {}). Its engine has no edgecsp manifest, so `edgecsp infer` "
+                  "refuses it:".format(manifest.trt_version[0]),
+                  "# " + trtexec_line(manifest)]
+    if not problem and manifest.fp32_layers and not supports_layer_precisions(manifest.trt_version[0]):
         lines.append("# (trtexec {} cannot keep layers in FP32: the {} layer(s) in bundle.json are only honoured "
                      "by the edgecsp line)".format(manifest.trt_version[0], len(manifest.fp32_layers)))
     if target.docker:
@@ -137,6 +155,9 @@ def readme_text(manifest):
             calib.get("cache"), ", provenance " + calib["record"] if calib.get("record") else ""))
     elif calib:
         lines.append("INT8 calibration: done by TensorRT on the device from {}.".format(calib["config"]["source"]))
+    problem = trtexec_problem(manifest)
+    if problem:
+        lines.append("{} has no trtexec line: {}; build with the edgecsp line above.".format(COMMANDS_FILE, problem))
     for warning in manifest.lint.get("warnings", []):
         lines.append("Lint warning: " + warning)
     return "\n".join(lines) + "\n"
@@ -269,6 +290,7 @@ def _calibrate(model, folder, target, opts, given, calib_set, source_sha, engine
     """The calibration provenance for bundle.json; writes calib.cache (and its .calibration.json record)."""
     algorithm = ALGORITHMS[opts.calib_method]
     if given is None and opts.calibrate_on == "device":
+        check_device_calibration(opts.calib_method)
         return {"method": opts.calib_method, "algorithm": algorithm, "cache": None, "computed_on": "device (TensorRT)",
                 "config": {"source": os.path.abspath(opts.calib), "count": opts.calib_count,
                            "seed": opts.calib_seed, "every": opts.calib_every}}

@@ -18,7 +18,9 @@ from edgecsp.backends.tensorrt.calib_data import calibration_set
 from edgecsp.backends.tensorrt.device import cuda_device
 from edgecsp.backends.tensorrt.manifest import EngineManifest, check_bundle_files, manifest_path, read_bundle, to_json
 from edgecsp.backends.tensorrt.options import make_options
-from edgecsp.backends.tensorrt.policy import check_precision_policy, device_mismatch, sm_label
+from edgecsp.backends.tensorrt.logger import build_failure_message, make_logger
+from edgecsp.backends.tensorrt.policy import (check_device_calibration, check_precision_policy, device_mismatch,
+                                             sm_label)
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.runtime.meta import ModelMeta
 from edgecsp.targets import get_target
@@ -63,11 +65,13 @@ def plan_engine(manifest, options, overrides=()):
     calibration = algorithm = None
     if int8:
         if options.calib:
-            calibration, algorithm = "images", ALGORITHMS[options.calib_method]
+            calibration = "images"
+            algorithm = ALGORITHMS[check_device_calibration(options.calib_method)]
         elif manifest.calibration and manifest.calibration.get("cache"):
             calibration, algorithm = "cache", manifest.calibration.get("algorithm") or "EntropyCalibration2"
         elif manifest.calibration and manifest.calibration.get("config"):
             calibration = "images"
+            check_device_calibration(manifest.calibration.get("method"))
             algorithm = manifest.calibration.get("algorithm") or ALGORITHMS[options.calib_method]
         else:
             raise InputError("this INT8 bundle has no calibration cache: pass --calib IMAGES on the device")
@@ -80,6 +84,19 @@ def plan_engine(manifest, options, overrides=()):
         fp32_tensors=tuple(layer["tensor"] for layer in manifest.fp32_layers) if precision != "fp32" else (),
         dla_core=manifest.dla_core, calibration=calibration, algorithm=algorithm,
         batch_size=int(first) if first else 1)
+
+
+def calibration_shape(plan):
+    # type: (EnginePlan) -> Optional[Tuple[int, ...]]
+    """The input shape INT8 calibration runs at: the calibrator's batch with the profile's other dimensions.
+
+    TensorRT calibrates at a profile's kOPT shape (``setCalibrationProfile``: "MIN and MAX values will be
+    overwritten by kOPT"), so a dynamic-batch build gets its own calibration profile with min = opt = max = this,
+    never the main profile (whose kOPT is ``max_batch``: the calibrator's buffer holds ``batch_size`` images).
+    """
+    if not plan.int8 or not plan.profile:
+        return None
+    return (int(plan.batch_size),) + tuple(plan.profile[1][1:])
 
 
 def layers_to_pin(layers, tensors):
@@ -148,8 +165,11 @@ def _configure(trt, builder, network, plan, calibrator, timing_data):
         profile = builder.create_optimization_profile()
         profile.set_shape(plan.input_name, *plan.profile)
         config.add_optimization_profile(profile)
-        if plan.int8:
-            config.set_calibration_profile(profile)
+        shape = calibration_shape(plan)
+        if shape is not None:
+            calibration = builder.create_optimization_profile()
+            calibration.set_shape(plan.input_name, shape, shape, shape)
+            config.set_calibration_profile(calibration)
     if plan.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core
@@ -162,11 +182,10 @@ def _configure(trt, builder, network, plan, calibrator, timing_data):
     return config
 
 
-def _serialize(trt, builder, network, config):
+def _serialize(trt, builder, network, config, logger):
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise UnsupportedError("TensorRT {} failed to build the engine (its log above says why); a too small "
-                               "workspace is the usual cause on Jetsons: raise --workspace".format(trt.__version__))
+        raise UnsupportedError(build_failure_message(trt.__version__, logger.errors))
     timing = config.get_timing_cache() if hasattr(config, "get_timing_cache") else None
     return bytes(serialized), (bytes(timing.serialize()) if timing is not None else None)
 
@@ -235,7 +254,7 @@ def _sha_of_bytes(data):
 
 
 def _build(trt, onnx_path, plan, manifest, opts, out_path, timing_path):
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = make_logger(trt)
     builder = trt.Builder(logger)
     network, parser = _parse(trt, logger, builder, onnx_path)
     timing_data = b""
@@ -244,7 +263,7 @@ def _build(trt, onnx_path, plan, manifest, opts, out_path, timing_path):
             timing_data = handle.read()
     if not plan.int8:
         config = _configure(trt, builder, network, plan, None, timing_data)
-        return _serialize(trt, builder, network, config)
+        return _serialize(trt, builder, network, config, logger)
     meta = ModelMeta.from_dict(manifest.meta)
     cache_text = batches = None
     if plan.calibration == "cache":
@@ -259,7 +278,11 @@ def _build(trt, onnx_path, plan, manifest, opts, out_path, timing_path):
     with cuda_context_for_calibration() as cuda:
         calibrator = _make_calibrator(trt, cuda, plan, batches, cache_text, out_path)
         config = _configure(trt, builder, network, plan, calibrator, timing_data)
-        return _serialize(trt, builder, network, config)
+        try:
+            built = _serialize(trt, builder, network, config, logger)
+        finally:
+            calibrator.raise_failure()  # an exception inside a TensorRT callback, kept for after the build
+        return built
 
 
 def cuda_context_for_calibration():
@@ -271,8 +294,9 @@ def cuda_context_for_calibration():
 def _make_calibrator(trt, cuda, plan, batches, cache_text, out_path):
     from edgecsp.backends.tensorrt.calibrator import make_calibrator
 
+    names = [s.name for s in batches.samples.samples] if hasattr(batches, "samples") else None
     return make_calibrator(trt, cuda, plan.algorithm, plan.batch_size, batches, cache_text,
-                           cache_out=os.path.splitext(out_path)[0] + ".calib.cache")
+                           cache_out=os.path.splitext(out_path)[0] + ".calib.cache", sample_names=names)
 
 
 def build(onnx_path, out_path, precision=None, target="x86-cuda", **options):

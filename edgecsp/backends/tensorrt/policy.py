@@ -4,11 +4,16 @@ Pure functions over target records and probed facts, so every decision is tested
 """
 from typing import Optional
 
-from edgecsp.backends.tensorrt.versions import version_in_range
+from edgecsp.backends.tensorrt.versions import major_minor, parse_version, version_in_range
 from edgecsp.errors import UnsupportedError
 from edgecsp.targets import check_precision, get_target
 
 OVERRIDE_FLAG = "--allow-slow-int8"
+# TensorRT major.minor on a Jetson -> the JetPack (and L4T) release that ships it (NVIDIA's JetPack archive).
+# JetPack 4.6 itself is L4T r32.6.1 with TensorRT 8.0.1; TensorRT 8.2.1 came with JetPack 4.6.1 (L4T r32.7.1).
+JETPACKS = {(8, 0): "JetPack 4.6 (L4T r32.6.1)", (8, 2): "JetPack 4.6.1-4.6.6 (L4T r32.7.x)",
+            (8, 4): "JetPack 5.0.2 (L4T r35.1)", (8, 5): "JetPack 5.1.x (L4T r35.2-r35.6)",
+            (8, 6): "JetPack 6.0 (L4T r36.3)", (10, 3): "JetPack 6.1/6.2 (L4T r36.4)"}
 
 
 def sm_label(sm):
@@ -48,16 +53,18 @@ def check_dla(target, dla_core, precision):
     if dla_core is None:
         return None
     target = get_target(target)
-    if not target.dla:
-        with_dla = [t.name for t in _tensorrt_targets() if t.dla]
+    if not target.dla_cores:
+        with_dla = [t.name for t in _tensorrt_targets() if t.dla_cores]
         raise UnsupportedError("target {} has no DLA cores: drop --dla-core (DLA targets: {})".format(
             target.name, ", ".join(with_dla)))
     if precision not in ("fp16", "int8"):
         raise UnsupportedError("DLA runs FP16 or INT8 only, not {}: use --precision fp16 with --dla-core".format(
             precision))
-    if int(dla_core) < 0:
-        raise UnsupportedError("--dla-core must be 0 or 1, got {}".format(dla_core))
-    return int(dla_core)
+    core = int(dla_core) if not isinstance(dla_core, bool) and str(dla_core).lstrip("-").isdigit() else -1
+    if not 0 <= core < target.dla_cores:
+        raise UnsupportedError("target {} has {} DLA cores: --dla-core must be {}, got {}".format(
+            target.name, target.dla_cores, " or ".join(str(c) for c in range(target.dla_cores)), dla_core))
+    return core
 
 
 def _tensorrt_targets():
@@ -79,12 +86,39 @@ def device_mismatch(target, trt_version, sm):
         return "TensorRT is not installed on this machine"
     low, high = target.trt_version
     if not version_in_range(trt_version, low, high):
-        where = " (JetPack {})".format(target.jetpack) if target.jetpack else ""
         span = low if low == high else "{} to {}".format(low, high)
-        return "this machine has TensorRT {} but target {} runs TensorRT {}{}".format(
-            trt_version, target.name, span, where)
+        if not target.jetpack:
+            return "this machine has TensorRT {} but target {} runs TensorRT {}".format(trt_version, target.name, span)
+        found = JETPACKS.get(major_minor(trt_version))
+        return ("this machine has TensorRT {}{} but target {} runs TensorRT {} (JetPack {}+, L4T {}.x): {}".format(
+            trt_version, " ({})".format(found) if found else "", target.name, span, target.jetpack, target.l4t,
+            upgrade_hint(target, trt_version)))
     if sm is None:
         return "no CUDA GPU was found on this machine"
     if target.sm and str(sm) != target.sm:
         return "this GPU is {} but target {} is {}".format(sm_label(sm), target.name, sm_label(target.sm))
     return None
+
+
+def upgrade_hint(target, trt_version):
+    # type: (...) -> str
+    """What to do on a Jetson whose TensorRT is not the target's: upgrade JetPack, or pick the matching target."""
+    if parse_version(trt_version) < parse_version(target.trt_version[0]):
+        if target.jetpack and target.jetpack.startswith("4."):
+            return ("upgrade to JetPack {} or later (an over-the-air update within L4T r32: sudo apt update && "
+                    "sudo apt dist-upgrade, then reboot); edgecsp does not build for TensorRT 8.0".format(
+                        target.jetpack))
+        return "upgrade the device to JetPack {} or later".format(target.jetpack)
+    matching = [t.name for t in _tensorrt_targets() if t.jetpack and version_in_range(trt_version, *t.trt_version)]
+    return "use the target for this JetPack ({})".format(", ".join(matching)) if matching else (
+        "this TensorRT is newer than edgecsp's Jetson records: build for x86-cuda or add a target record")
+
+
+def check_device_calibration(method):
+    # type: (str) -> str
+    """``method`` if TensorRT itself can calibrate with it on the device; UnsupportedError for percentile."""
+    if method == "percentile":
+        raise UnsupportedError("percentile calibration is edgecsp's own (its histograms run on the host, through ONNX "
+                               "Runtime); TensorRT on the device has no percentile calibrator: calibrate on the host "
+                               "(write the bundle with --calib there), or use --calib-method entropy or minmax")
+    return method

@@ -13,6 +13,7 @@ import numpy as np
 from edgecsp._lazy import require
 from edgecsp.backends.base import BaseRunner
 from edgecsp.backends.tensorrt.device import cuda_device
+from edgecsp.backends.tensorrt.logger import make_logger
 from edgecsp.backends.tensorrt.manifest import (check_engine_file, check_engine_manifest, engine_meta,
                                                 read_engine_manifest)
 from edgecsp.errors import InputError, UnsupportedError
@@ -43,6 +44,20 @@ def concrete_shape(shape, batch, where="tensor"):
         raise UnsupportedError("{} has dynamic dimensions {} besides the batch: rebuild with a fixed input size".format(
             where, tuple(shape)))
     return tuple(dims)
+
+
+def engine_max_batch(input_shape, profile_max_batch):
+    # type: (Sequence[int], int) -> int
+    """The largest batch an engine takes: its static batch dimension, else the profile's maximum (manifest)."""
+    first = int(input_shape[0]) if len(input_shape) else -1
+    return first if first > 0 else max(1, int(profile_max_batch or 1))
+
+
+def check_enqueued(ok, api, where):
+    """RuntimeError when ``execute_async_v2/v3`` said False: the inference was never started on the stream."""
+    if not ok:
+        raise RuntimeError("TensorRT could not enqueue {} for {} ({} returned False; its log above says why): "
+                           "the engine, its inputs or the GPU are not in a state to run".format(where, api, api))
 
 
 def plan_buffers(io, max_batch):
@@ -98,22 +113,23 @@ class TensorRTRunner(BaseRunner):
         try:
             self._load(trt, manifest, meta)
         finally:
-            self._context.pop()
+            self._context.pop()  # released in _deactivate, which __enter__ calls when this fails
 
     def _load(self, trt, manifest, meta):
-        logger = trt.Logger(trt.Logger.WARNING)
+        logger = make_logger(trt)
         with open(self.path, "rb") as handle:
             self._engine = trt.Runtime(logger).deserialize_cuda_engine(handle.read())
         if self._engine is None:
-            raise UnsupportedError("TensorRT {} could not deserialize {} (see its log above): rebuild it on this "
-                                   "device with `edgecsp build`".format(trt.__version__, os.path.basename(self.path)))
+            raise UnsupportedError("TensorRT {} could not deserialize {} ({}): rebuild it on this device with "
+                                   "`edgecsp build`".format(trt.__version__, os.path.basename(self.path),
+                                                            " | ".join(logger.errors) or "no TensorRT message"))
         self._exec = self._engine.create_execution_context()
         self._io = _describe_io(trt, self._engine)
         inputs = [t for t in self._io if t.is_input]
         if len(inputs) != 1 or inputs[0].dtype != "float32":
             raise UnsupportedError("{} has inputs {}; edgecsp runs engines with one float32 input".format(
                 os.path.basename(self.path), [(t.name, t.dtype) for t in inputs]))
-        self._max_batch = int(manifest.max_batch or 1)
+        self._max_batch = engine_max_batch(inputs[0].shape, manifest.max_batch)
         for name, (shape, dtype) in plan_buffers(self._io, self._max_batch).items():
             self._host[name] = self._cuda.pagelocked_empty(int(np.prod(shape)), dtype=np.dtype(dtype))
             self._device_mem[name] = self._cuda.mem_alloc(self._host[name].nbytes)
@@ -131,6 +147,7 @@ class TensorRTRunner(BaseRunner):
                 self._device_mem, self._host = {}, {}
                 self._exec = self._engine = self._stream = None
                 self._context.pop()
+                self._context.detach()  # retain_primary_context() holds a reference until detach()
                 self._context = None
 
     def _infer(self, batch):
@@ -157,14 +174,16 @@ class TensorRTRunner(BaseRunner):
             for t in self._io:
                 self._exec.set_tensor_address(t.name, int(self._device_mem[t.name]))
                 shapes[t.name] = tuple(self._exec.get_tensor_shape(t.name))
-            self._exec.execute_async_v3(stream_handle=stream.handle)
+            check_enqueued(self._exec.execute_async_v3(stream_handle=stream.handle), "execute_async_v3",
+                           os.path.basename(self.path))
         else:
             if inp.shape[0] < 0:
                 self._exec.set_binding_shape(inp.index, batch.shape)
             for t in self._io:
                 shapes[t.name] = tuple(self._exec.get_binding_shape(t.index))
             bindings = [int(self._device_mem[t.name]) for t in sorted(self._io, key=lambda t: t.index)]
-            self._exec.execute_async_v2(bindings=bindings, stream_handle=stream.handle)
+            check_enqueued(self._exec.execute_async_v2(bindings=bindings, stream_handle=stream.handle),
+                           "execute_async_v2", os.path.basename(self.path))
         outputs = {}
         for t in self._io:
             if t.is_input:

@@ -33,6 +33,26 @@ def _shape(name, dims):
     return "{}:{}".format(name, "x".join(str(int(d)) for d in dims))
 
 
+TRTEXEC_CALIBRATOR = "EntropyCalibration2"  # the calibrator trtexec's --calib cache is read by
+
+
+def int8_problem(calib_cache, cache_algorithm):
+    # type: (...) -> str
+    """Why no equivalent trtexec line can build this INT8 engine ("" when one can).
+
+    Without a cache, ``trtexec --int8`` uses placeholder dynamic ranges (meant for timing, not accuracy); with a
+    cache whose header names another algorithm (MinMax, or edgecsp's percentile written as MinMax), trtexec's
+    EntropyCalibration2 calibrator does not take it. Either way its engine would be wrong, not just different.
+    """
+    if not calib_cache:
+        return ("trtexec --int8 without a calibration cache uses placeholder dynamic ranges, not calibrated ones: "
+                "its engine would run but detect badly")
+    if cache_algorithm != TRTEXEC_CALIBRATOR:
+        return ("this bundle's calibration cache is {} but trtexec reads caches with its {} calibrator, so it would "
+                "not use these scales".format(cache_algorithm, TRTEXEC_CALIBRATOR))
+    return ""
+
+
 def trtexec_args(onnx, engine, trt_version, precision, workspace_mib, calib_cache=None, fp32_layers=(),
                  dla_core=None, timing_cache=None, input_name=None, input_shape=None, max_batch=1,
                  executable="trtexec"):

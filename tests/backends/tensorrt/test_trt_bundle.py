@@ -113,7 +113,24 @@ def test_int8_cache_scales_match_the_histograms(tiny, images, tmp_path):
     batches = calibration_set(make_options(calib=images, calib_count=3), meta)
     amaxes = compute_amaxes(activation_histograms(bundled, lambda: iter(batches)), "minmax")
     assert scales == dict((n, float(np.float32(a / 127.0))) for n, a in amaxes.items())
-    assert "--int8 --calib=calib.cache" in open(os.path.join(out, "build_on_device.sh")).read()
+    # trtexec reads caches with EntropyCalibration2: a MinMax cache gets no trtexec line, and the files say why
+    commands = open(os.path.join(out, "build_on_device.sh")).read()
+    assert "trtexec --onnx" not in commands and "--int8" not in commands.replace("--precision int8", "")
+    assert "No equivalent trtexec line: this bundle's calibration cache is MinMaxCalibration" in commands
+    assert "has no trtexec line" in open(os.path.join(out, "README.txt")).read()
+    entropy = write_bundle(tiny, str(tmp_path / "nx-entropy"), "int8", "xavier-nx", calib=images, calib_count=3)
+    assert "--int8 --calib=calib.cache" in open(os.path.join(entropy, "build_on_device.sh")).read()
+
+
+def test_int8_without_a_cache_gets_no_trtexec_line(tiny, images, tmp_path):
+    out = write_bundle(tiny, str(tmp_path / "dev"), "int8", "xavier-nx", calib=images, calib_count=3,
+                       calibrate_on="device")
+    commands = open(os.path.join(out, "build_on_device.sh")).read()
+    assert "trtexec --onnx" not in commands and "placeholder dynamic ranges" in commands
+    with pytest.raises(UnsupportedError, match="TensorRT on the device has no percentile calibrator"):
+        write_bundle(tiny, str(tmp_path / "pct"), "int8", "xavier-nx", calib=images, calib_count=3,
+                     calibrate_on="device", calib_method="percentile")
+    assert not (tmp_path / "pct").exists()
 
 
 def test_int8_needs_calibration_data(tiny, tmp_path):

@@ -14,19 +14,24 @@ from edgecsp.cli import main
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.targets import get_target, list_targets
 
-# name: (JetPack, SM, Python, TensorRT, fast INT8, DLA) -- each fact stated on its own, from NVIDIA's specs
-JETSONS = {"tx2": ("4.6", "6.2", "3.6", "8.2", False, False), "nano": ("4.6", "5.3", "3.6", "8.2", False, False),
-           "xavier-nx": ("5.1", "7.2", "3.8", "8.5", True, True), "agx-xavier": ("5.1", "7.2", "3.8", "8.5", True, True),
-           "orin": ("6", "8.7", "3.10", "8.6", True, True)}
+# name: (JetPack, L4T, SM, Python, TensorRT, fast INT8, DLA cores) -- each fact on its own, from NVIDIA's specs.
+# TensorRT 8.2.1 is JetPack 4.6.1+ (L4T r32.7.x); JetPack 4.6 itself (r32.6.1) has TensorRT 8.0.1.
+JETSONS = {"tx2": ("4.6.1", "r32.7", "6.2", "3.6", "8.2", False, 0),
+           "nano": ("4.6.1", "r32.7", "5.3", "3.6", "8.2", False, 0),
+           "xavier-nx": ("5.1", "r35.2", "7.2", "3.8", "8.5", True, 2),
+           "agx-xavier": ("5.1", "r35.2", "7.2", "3.8", "8.5", True, 2),
+           "orin": ("6", "r36", "8.7", "3.10", "8.6", True, 2),
+           "orin-nano": ("6", "r36", "8.7", "3.10", "8.6", True, 0)}
 
 
 @pytest.mark.parametrize("name", sorted(JETSONS))
 def test_jetson_records_carry_the_issue_facts(name):
-    jetpack, sm, python, trt, fast_int8, dla = JETSONS[name]
+    jetpack, l4t, sm, python, trt, fast_int8, dla_cores = JETSONS[name]
     t = get_target(name)
-    assert (t.backend, t.jetpack, t.sm, t.device_python, t.suffix) == ("tensorrt", jetpack, sm, python, ".engine")
+    assert (t.backend, t.jetpack, t.l4t, t.sm, t.device_python, t.suffix) == (
+        "tensorrt", jetpack, l4t, sm, python, ".engine")
     assert t.trt_version[0].startswith(trt) and t.fast_fp16 and t.default_precision == "fp16"
-    assert (t.fast_int8, t.dla) == (fast_int8, dla)
+    assert (t.fast_int8, t.dla_cores) == (fast_int8, dla_cores)
     assert t.docker and "int8" in t.precisions
 
 
@@ -50,7 +55,7 @@ def test_every_tensorrt_target_resolves_to_its_matrix_and_backend():
 
 def test_unknown_target_still_lists_every_record():
     with pytest.raises(UnsupportedError, match="unknown target 'tx1'.*tx2, nano, xavier-nx, agx-xavier, orin, "
-                                               "x86-cuda"):
+                                               "orin-nano, x86-cuda"):
         get_target("tx1")
 
 
@@ -91,12 +96,23 @@ def test_dla_only_where_the_target_has_it():
         check_dla("tx2", 0, "fp16")
     with pytest.raises(UnsupportedError, match="DLA runs FP16 or INT8 only"):
         check_dla("orin", 0, "fp32")
+    # checked from above too: Xavier and AGX Orin have cores 0 and 1; Orin Nano has none
+    for bad in (2, -1, "one"):
+        with pytest.raises(UnsupportedError, match="target xavier-nx has 2 DLA cores: --dla-core must be 0 or 1"):
+            check_dla("xavier-nx", bad, "fp16")
+    with pytest.raises(UnsupportedError, match="target orin-nano has no DLA cores"):
+        check_dla("orin-nano", 0, "fp16")
 
 
 def test_device_mismatch_decides_where_the_engine_is_built():
     assert device_mismatch("tx2", "8.2.1.8", "6.2") is None
     assert device_mismatch("tx2", None, None) == "TensorRT is not installed on this machine"
-    assert "TensorRT 8.5.2 but target tx2 runs TensorRT 8.2.1 (JetPack 4.6)" in device_mismatch("tx2", "8.5.2", "7.2")
+    assert "TensorRT 8.5.2 (JetPack 5.1.x (L4T r35.2-r35.6)) but target tx2 runs TensorRT 8.2.1 (JetPack 4.6.1+, " \
+        "L4T r32.7.x): use the target for this JetPack (xavier-nx, agx-xavier)" in device_mismatch("tx2", "8.5.2", "7.2")
+    # JetPack 4.6 itself (TensorRT 8.0.1): a clear refusal with the upgrade, not an attempt
+    old = device_mismatch("tx2", "8.0.1.6", "6.2")
+    assert "TensorRT 8.0.1.6 (JetPack 4.6 (L4T r32.6.1))" in old and "upgrade to JetPack 4.6.1 or later" in old
+    assert "edgecsp does not build for TensorRT 8.0" in old
     assert device_mismatch("nano", "8.2.1.8", "6.2") == "this GPU is sm_62 but target nano is sm_53"
     assert device_mismatch("tx2", "8.2.1.8", None) == "no CUDA GPU was found on this machine"
     assert device_mismatch("x86-cuda", "10.7.0", "8.9") is None  # any GPU
@@ -118,7 +134,7 @@ def test_targets_command_prints_the_records(capsys):
     assert "sm_72 fp16+int8+dla" in [line for line in lines if line.startswith("xavier-nx")][0]
     assert main(["targets", "--json"]) == 0
     records = dict((r["name"], r) for r in json.loads(capsys.readouterr().out))
-    assert records["orin"]["sm"] == "8.7" and records["nano"]["jetpack"] == "4.6"
+    assert records["orin"]["sm"] == "8.7" and records["nano"]["jetpack"] == "4.6.1"
 
 
 def test_probes_report_absence_instead_of_failing(monkeypatch):
