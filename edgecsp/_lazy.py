@@ -32,7 +32,7 @@ def require(module, purpose=""):
             top, what, exc.__class__.__name__, hint))
 
 
-# The oldest numpy the device-side code runs on: JetPack 4.6's apt python3-numpy (Ubuntu 18.04) is 1.13.3.
+# The oldest numpy the device-side code runs on: JetPack 4.6.x's apt python3-numpy (Ubuntu 18.04) is 1.13.3.
 # tests/test_python36.py checks device-side modules against scripts/check_numpy_floor.py's table of newer APIs.
 NUMPY_FLOOR = (1, 13)
 NUMPY_FIX = "pip3 install numpy==1.19.5 (the last numpy with Python 3.6 aarch64 wheels; docker/Dockerfile.jetpack4 pins it)"

@@ -17,7 +17,7 @@ class Target(NamedTuple):
     precisions: Tuple[str, ...]  # supported now, best-tested first
     default_precision: str
     max_opset: int  # highest ONNX opset the backend's parser is known to take
-    device_python: str  # Python on the device: "3.6" (JetPack 4.6), "3.8+"...
+    device_python: str  # Python on the device: "3.6" (JetPack 4.6.x), "3.8+"...
     suffix: str  # artefact file suffix: ".xml", ".onnx", ".engine"
     trt_version: Optional[Tuple[str, str]] = None  # (lowest, highest) TensorRT version; None off TensorRT
     sm: Optional[str] = None  # CUDA compute capability, e.g. "6.2"; None for CPUs and "any NVIDIA GPU"

@@ -57,7 +57,7 @@ def choose(available, count, seed):
     """Sorted indices of ``count`` of ``available`` candidates drawn with ``seed`` (all when equal)."""
     if count >= available:
         return list(range(available))
-    # RandomState, not default_rng: this runs on the device, where JetPack 4.6 gives numpy 1.13
+    # RandomState, not default_rng: this runs on the device, where JetPack 4.6.x gives numpy 1.13
     rng = np.random.RandomState(int(seed))
     return sorted(int(i) for i in rng.choice(available, size=int(count), replace=False))
 

@@ -1,7 +1,7 @@
 """PyTorch -> ONNX, in small stages: load the model, trace it, attach metadata, simplify, check, verify.
 
 Decisions (documented in README "Export"):
-* TorchScript exporter (``dynamo=False``) at opset 13 by default: TensorRT 8.2 (JetPack 4.6, TX2/Nano) parses
+* TorchScript exporter (``dynamo=False``) at opset 13 by default: TensorRT 8.2 (JetPack 4.6.1+, TX2/Nano) parses
   opset <= 13; the dynamo exporter writes opset 18+ and cannot convert down. Mish is written as
   Softplus -> Tanh -> Mul by the model itself (``edgecsp.models.layers.Mish``), so no Mish op at any opset.
 * Box decoding stays in the runtime: the graph ends at the heads' 1x1 convolutions (layout ``yolo_raw``).

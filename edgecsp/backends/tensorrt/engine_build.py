@@ -3,7 +3,7 @@
 Runs where TensorRT is installed and the GPU is the target's (checked first). Every decision is in
 ``plan_engine`` and the small pure helpers, tested without TensorRT; the TensorRT calls are the few lines of
 ``_parse``, ``_configure``, ``_pin_fp32`` and ``_serialize``. API differences across 8.2..10 are handled by
-feature detection (``hasattr``), not version tables. Python 3.6: this module runs on JetPack 4.6.
+feature detection (``hasattr``), not version tables. Python 3.6: this module runs on JetPack 4.6.1+ (L4T r32.7).
 """
 import logging
 import os

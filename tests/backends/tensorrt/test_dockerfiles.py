@@ -68,13 +68,37 @@ def test_dockerfile_structure(name):
         assert "python3 -m edgecsp" in open(os.path.join(DOCKER, name)).read()
 
 
-def test_jetson_images_take_numpy_opencv_and_tensorrt_from_jetpack():
+def _args(name, op):
+    return dict((k, v) for k, v in ((a.split("=", 1) + [""])[:2] for o, a in _instructions(name) if o == op))
+
+
+def test_jetson_images_take_opencv_tensorrt_and_gstreamer_from_jetpack():
     for name in ("Dockerfile.jetpack4", "Dockerfile.jetpack5", "Dockerfile.jetpack6"):
         text = " ".join(args for op, args in _instructions(name) if op == "RUN")
         assert "python3-libnvinfer" in text and "pycuda==" in text
+        # OpenCV's Python module and the plugins the pipelines name (qtdemux: good; h264parse/h265parse: bad)
+        for package in ("libopencv-python", "gstreamer1.0-plugins-good", "gstreamer1.0-plugins-bad"):
+            assert package in text, (name, package)
         for words in _pip_installs(name):
-            assert not any(w.strip('"').startswith(("opencv", "numpy", "tensorrt")) for w in words), words
-    assert "libopencv-python" in " ".join(a for _, a in _instructions("Dockerfile.jetpack4"))
+            assert not any(w.strip('"').startswith(("opencv", "tensorrt")) for w in words), words
+            if name != "Dockerfile.jetpack4":
+                assert not any(w.strip('"').startswith("numpy") for w in words), words
+
+
+def test_jetpack4_pins_numpy_and_builds_pycuda_against_it():
+    """Ubuntu 18.04's numpy is 1.13.3; pycuda < 3.7 build isolation would pin an ancient numpy of its own."""
+    from edgecsp._lazy import NUMPY_FIX
+
+    args = _args("Dockerfile.jetpack4", "ARG")
+    assert args["NUMPY_VERSION"] == "1.19.5" and "numpy==1.19.5" in NUMPY_FIX
+    assert args["PYCUDA_VERSION"] == "2022.1"  # still python_requires ~=3.6
+    installs = _pip_installs("Dockerfile.jetpack4")
+    numpy_at = [i for i, words in enumerate(installs) if '"numpy==${NUMPY_VERSION}"' in words]
+    pycuda_at = [i for i, words in enumerate(installs) if '"pycuda==${PYCUDA_VERSION}"' in words]
+    assert numpy_at and pycuda_at and numpy_at[0] < pycuda_at[0]
+    assert "--no-build-isolation" in installs[pycuda_at[0]]
+    text = open(os.path.join(DOCKER, "Dockerfile.jetpack4")).read()
+    assert "2021.1 is the last release" not in text and "JetPack 4.6.1+ (L4T r32.7.1)" in text
 
 
 @pytest.mark.hadolint
