@@ -2,7 +2,6 @@
 the end-to-end engine tests that run where TensorRT and a GPU are (marker ``tensorrt``)."""
 import os
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from edgecsp.backends.tensorrt.options import make_options
 from edgecsp.backends.tensorrt.runner import TensorIO, TensorRTRunner, concrete_shape, plan_buffers
 from edgecsp.errors import InputError, MetadataError, MissingDependency, UnsupportedError
 
-from tests.backends.tensorrt import trt_models
+from tests.backends.tensorrt import standins, trt_models
 
 
 def _bundle_manifest(**changes):
@@ -134,43 +133,35 @@ def test_runner_buffers():
         concrete_shape((1, -1, 4), 1)
 
 
-# -- the calibrator and the builder configuration against stand-ins for tensorrt and pycuda ------------------
-class _FakeCuda(object):
-    def __init__(self):
-        self.copies = []
-
-    def mem_alloc(self, nbytes):
-        return 4096  # pycuda's DeviceAllocation converts to the pointer with int()
-
-    def memcpy_htod(self, dst, src):
-        self.copies.append((dst, src.copy()))
+# -- the calibrator and the builder configuration against the strict stand-ins (standins.py) ----------------
+def _strict(version="8.2"):
+    fake = standins.FakeTensorRT(version, [("images", True, (1, 3, 2, 2)), ("p8", False, (1, 3, 2, 2))],
+                                 layers=[("conv", ["c"]), ("relu", ["r"])])
+    cuda = standins.FakeCuda(standins.load_surface("pycuda-2022.json"), fake.memory)
+    return fake, fake.module(), cuda
 
 
-def _fake_trt(version="8.2.1.8"):
-    class Base(object):
-        def __init__(self):
-            pass
-
-    return types.SimpleNamespace(__version__=version, IInt8EntropyCalibrator2=Base, IInt8MinMaxCalibrator=Base,
-                                 IInt8EntropyCalibrator=Base)
-
-
-def test_calibrator_feeds_batches_then_stops(tmp_path):
-    cuda = _FakeCuda()
+@pytest.mark.parametrize("version", ["8.2", "10.3"])
+def test_calibrator_feeds_batches_then_stops(tmp_path, version):
+    fake, trt, cuda = _strict(version)
     batches = [np.full((1, 3, 2, 2), i, np.float32) for i in range(2)]
     out = str(tmp_path / "device.cache")
-    calibrator = make_calibrator(_fake_trt(), cuda, "EntropyCalibration2", 1, batches, cache_out=out)
+    calibrator = make_calibrator(trt, cuda.module(), "EntropyCalibration2", 1, batches, cache_out=out)
+    assert standins.check_overrides(calibrator) == []
     assert calibrator.get_batch_size() == 1 and calibrator.read_calibration_cache() is None
-    assert calibrator.get_batch(["images"]) == [4096] and calibrator.get_batch(["images"]) == [4096]
+    first = calibrator.get_batch(["images"])
+    assert first is not None and calibrator.get_batch(["images"]) == first  # one device buffer, reused
     assert calibrator.get_batch(["images"]) is None and calibrator.batches_fed == 2
-    assert [c[1][0, 0, 0, 0] for c in cuda.copies] == [0.0, 1.0]
+    assert fake.memory.blocks[first[0]].view(np.float32)[0] == 1.0  # the last batch is on the device
     calibrator.write_calibration_cache(b"TRT-8201-EntropyCalibration2\nimages: 3c010204\n")
     assert open(out).read().startswith("TRT-8201")
+    calibrator.raise_failure()  # nothing failed: nothing raised
 
 
 def test_calibrator_hands_over_the_host_cache_restamped():
+    fake, trt, cuda = _strict("8.5")
     text = format_cache({"images": 1.0}, "8.5.2")  # an Entropy2 header, read here by a MinMax calibrator
-    calibrator = make_calibrator(_fake_trt("8.5.2.2"), _FakeCuda(), "MinMaxCalibration", 1, cache_text=text)
+    calibrator = make_calibrator(trt, cuda.module(), "MinMaxCalibration", 1, cache_text=text)
     cache = calibrator.read_calibration_cache().decode()
     assert cache.splitlines()[0] == "TRT-8502-MinMaxCalibration" and cache.splitlines()[1] == text.splitlines()[1]
     assert calibrator_class_name("EntropyCalibration2") == "IInt8EntropyCalibrator2"
@@ -178,42 +169,19 @@ def test_calibrator_hands_over_the_host_cache_restamped():
         calibrator_class_name("LegacyCalibration")
 
 
-def test_configure_and_pin_against_a_stand_in_builder():
-    calls = []
-
-    class Config(object):
-        def __init__(self):
-            self.flags = []
-
-        def set_flag(self, flag):
-            self.flags.append(flag)
-
-    class Layer(object):
-        def __init__(self, name, outputs):
-            self.name, self._outputs, self.precision, self.types = name, outputs, None, {}
-
-        @property
-        def num_outputs(self):
-            return len(self._outputs)
-
-        def get_output(self, j):
-            return types.SimpleNamespace(name=self._outputs[j])
-
-        def set_output_type(self, j, dtype):
-            self.types[j] = dtype
-
-    layers = [Layer("conv", ["c"]), Layer("relu", ["r"])]
-    network = types.SimpleNamespace(num_layers=2, get_layer=lambda i: layers[i])
-    flags = types.SimpleNamespace(FP16="FP16", INT8="INT8", STRICT_TYPES="STRICT")  # TensorRT 8.2-like
-    trt = types.SimpleNamespace(BuilderFlag=flags, float32="f32", __version__="8.2.1.8")
-    config = Config()
-    builder = types.SimpleNamespace(create_builder_config=lambda: config,
-                                    create_optimization_profile=lambda: calls.append("profile"))
+def test_configure_and_pin_on_tensorrt_8_2():
+    """8.2: no memory pools (the workspace is a property), OBEY_PRECISION_CONSTRAINTS exists (the old
+    hand-made "8.2-like" stand-in lacked it and sent the code down the STRICT_TYPES path)."""
+    fake, trt, _ = _strict("8.2")
+    builder = trt.Builder(trt.Logger())
+    network = builder.create_network(0)
     plan = plan_engine(_bundle_manifest(fp32_layers=[{"tensor": "r"}]), make_options())
-    assert engine_build._configure(trt, builder, network, plan, None, b"") is config
-    assert config.max_workspace_size == 1024 * MIB  # 8.2 has no set_memory_pool_limit
-    assert config.flags == ["FP16", "STRICT"] and layers[1].precision == "f32" and layers[1].types == {0: "f32"}
-    assert layers[0].precision is None and calls == []
+    config = engine_build._configure(trt, builder, network, plan, None, b"")
+    assert config.max_workspace_size == 1024 * MIB
+    assert [f.name for f in fake.configs[0].flags] == ["FP16", "OBEY_PRECISION_CONSTRAINTS"]
+    relu = network.get_layer(1)
+    assert relu.precision == trt.float32 and ("ILayer", "set_output_type", (0, trt.float32), {}) in fake.calls
+    assert network.get_layer(0).precision is None
 
 
 # -- on a machine with TensorRT and a GPU ---------------------------------------------------------------------
