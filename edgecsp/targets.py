@@ -147,24 +147,6 @@ _TARGETS = (
         docker="jetpack6",
     ),
     Target(
-        name="orin-nano",
-        backend="tensorrt",
-        description="Jetson Orin Nano (Ampere): FP16, INT8; no DLA",
-        precisions=("fp16", "int8", "fp32"),
-        default_precision="fp16",
-        max_opset=17,
-        device_python="3.10",
-        suffix=".engine",
-        trt_version=("8.6.2", "10.3.x"),
-        sm="8.7",
-        fast_fp16=True,
-        fast_int8=True,
-        jetpack="6",
-        l4t="r36",
-        cuda="12.2",
-        docker="jetpack6",
-    ),
-    Target(
         name="x86-cuda",
         backend="tensorrt",
         description="x86-64 with an NVIDIA GPU (Turing or newer) and TensorRT 10",
@@ -179,6 +161,12 @@ _TARGETS = (
         cuda="12.x",
     ),
 )
+
+
+# Orin Nano is an Orin without DLA cores: its record follows orin's
+_ORIN = [t.name for t in _TARGETS].index("orin")
+_TARGETS = _TARGETS[:_ORIN + 1] + (_TARGETS[_ORIN]._replace(
+    name="orin-nano", dla_cores=0, description="Jetson Orin Nano (Ampere): FP16, INT8; no DLA"),) + _TARGETS[_ORIN + 1:]
 
 
 def list_targets():

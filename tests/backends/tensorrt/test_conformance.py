@@ -399,3 +399,34 @@ def test_every_gstreamer_element_edgecsp_builds_exists_on_each_jetpack():
     for jetpack in jetpacks:
         missing = elements - set(table["common"]) - set(table["jetpack"][jetpack])
         assert missing == set(), (jetpack, missing)
+
+
+@pytest.mark.parametrize("version", ["8.5", "10.3"])
+def test_dla_build_options(version):
+    fake = standins.FakeTensorRT(version, IO)
+    trt = fake.module()
+    plan = plan_engine(_manifest(target="xavier-nx", dla_core=1), make_options())
+    config = engine_build._configure(trt, trt.Builder(trt.Logger()), None, plan, None, b"")
+    assert config.default_device_type == trt.DeviceType.DLA and config.DLA_core == 1
+    assert [f.name for f in fake.configs[0].flags] == ["FP16", "GPU_FALLBACK"]
+
+
+def test_percentile_is_refused_for_calibration_on_the_device():
+    manifest = _manifest(precision="int8", calibration={"cache": "calib.cache", "algorithm": "MinMaxCalibration"})
+    with pytest.raises(UnsupportedError, match="TensorRT on the device has no percentile calibrator"):
+        plan_engine(manifest, make_options(calib="/data/images", calib_method="percentile"))
+    device = _manifest(precision="int8", calibration={"config": {"source": "/data"}, "method": "percentile"})
+    with pytest.raises(UnsupportedError, match="no percentile calibrator"):
+        plan_engine(device, make_options())
+    # a host-made percentile cache (written with a MinMax header) is fine: TensorRT only reads it
+    assert plan_engine(manifest, make_options()).calibration == "cache"
+
+
+def test_the_calibration_context_releases_the_primary_context(monkeypatch):
+    from edgecsp.backends.tensorrt import calibrator
+
+    cuda = standins.FakeCuda(standins.load_surface("pycuda-2022.json"))
+    monkeypatch.setattr(calibrator, "require", lambda name, purpose="": cuda.module())
+    with calibrator.cuda_context(0):
+        assert len(cuda.stack) == 1
+    assert cuda.stack == [] and cuda.retained == cuda.detached == 1

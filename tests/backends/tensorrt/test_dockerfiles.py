@@ -107,3 +107,10 @@ def test_hadolint(name):
     proc = subprocess.run([tool("hadolint"), "--failure-threshold", "info", os.path.join(DOCKER, name)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_docs_name_test_files_that_exist():
+    for doc in ("README.md", os.path.join("docker", "README.md")):
+        text = open(os.path.join(ROOT, doc)).read()
+        for path in re.findall(r"`(tests/[\w/.-]+\.py)`", text):
+            assert os.path.isfile(os.path.join(ROOT, path)), (doc, path)
