@@ -162,3 +162,96 @@ def decode_yolo(outputs, meta):
     if len(all_boxes) == 1:
         return all_boxes[0], all_scores[0]
     return np.concatenate(all_boxes, axis=1), np.concatenate(all_scores, axis=1)
+
+
+def objectness_floor(conf, activated):
+    # type: (float, bool) -> float
+    """The smallest objectness (a logit unless ``activated``) a cell can have and still score above ``conf``.
+
+    A score is ``σ(obj) * σ(cls) <= σ(obj)``, so a cell whose objectness is below ``conf`` never passes; the
+    floor is the inverse sigmoid of ``conf``, lowered by a margin that float32 rounding cannot cross (the exact
+    threshold is applied again, on the real scores, by NMS).
+    """
+    conf = float(conf)
+    if conf <= 0.0:
+        return -np.inf
+    if activated:
+        return conf * (1.0 - 1e-4)
+    if conf >= 1.0:
+        return np.inf
+    return float(np.log(conf) - np.log1p(-conf)) - 1e-3
+
+
+def decode_candidates(outputs, meta, conf):
+    """Decode only the anchor cells whose objectness can pass ``conf``; per image ``(boxes (K, 4), scores (K, C))``.
+
+    Same values, in the same order (head, anchor, cell), as the rows of ``decode_yolo`` that can score above
+    ``conf``: the rest of the grid is never activated, exponentiated or multiplied. Returns a list of N pairs.
+    """
+    if meta.layout != "yolo_raw":
+        raise MetadataError("cannot decode output layout {!r}: this edgecsp decodes yolo_raw only".format(meta.layout))
+    arrays = _ordered_outputs(outputs, meta)
+    if len(arrays) != len(meta.heads):
+        raise MetadataError("the model returned {} outputs but its metadata describes {} heads: re-export the "
+                            "model".format(len(arrays), len(meta.heads)))
+    floor = objectness_floor(conf, meta.activated)
+    num_classes = int(meta.num_classes)
+    per_image = None
+    for index, (arr, head) in enumerate(zip(arrays, meta.heads)):
+        out = np.asarray(arr)
+        if out.ndim != 4:
+            raise MetadataError("a yolo_raw head output must be 4-D (N, A*(5+C), H, W), got shape {}: the model's "
+                                "output layout does not match its edgecsp metadata; re-export it".format(out.shape))
+        _check_grid(index, out.shape, head, meta)
+        n, channels, h, w = out.shape
+        num_anchors, per_anchor = len(head.anchors), 5 + num_classes
+        if channels != num_anchors * per_anchor:
+            decode_head(out, head, num_classes, meta.activated)  # raises the channel-count error
+        if per_image is None:
+            per_image = [([], []) for _ in range(n)]
+        elif len(per_image) != n:
+            raise MetadataError("output {} has batch {} but output 0 has batch {}: the outputs do not come from "
+                                "one inference".format(index, n, len(per_image)))
+        raw = out.reshape(n, num_anchors, per_anchor, h * w)
+        for i in range(n):
+            anchor, cell = np.nonzero(raw[i, :, 4, :] >= floor)
+            if not anchor.size:
+                continue
+            picked = raw[i][anchor, :, cell]  # (K, 5 + C), in anchor-major then cell order
+            boxes, scores = _decode_cells(picked.astype(np.float32, copy=False), anchor, cell, head, w,
+                                          meta.activated)
+            per_image[i][0].append(boxes)
+            per_image[i][1].append(scores)
+    results = []
+    for boxes, scores in per_image or []:
+        if boxes:
+            results.append((np.concatenate(boxes) if len(boxes) > 1 else boxes[0],
+                            np.concatenate(scores) if len(scores) > 1 else scores[0]))
+        else:
+            results.append((np.zeros((0, 4), np.float32), np.zeros((0, num_classes), np.float32)))
+    return results
+
+
+def _decode_cells(raw, anchor, cell, head, grid_w, activated):
+    """``decode_head``'s arithmetic, in its order, for the picked cells only: ``raw`` (K, 5 + C)."""
+    act = raw if activated else sigmoid(raw)
+    s = np.float32(head.scale_x_y)
+    stride = np.float32(head.stride)
+    xy = act[:, 0:2] * s
+    xy += np.float32(-0.5) * (s - np.float32(1.0))
+    grid = np.stack([(cell % grid_w).astype(np.float32), (cell // grid_w).astype(np.float32)], axis=1)
+    xy += grid
+    xy *= stride
+    anchors = np.asarray(head.anchors, dtype=np.float32)[anchor]
+    if head.new_coords:
+        wh = act[:, 2:4] * np.float32(2.0)
+        np.square(wh, out=wh)
+    else:
+        wh = np.exp(np.minimum(raw[:, 2:4], np.float32(EXP_CLIP)))
+    wh *= anchors
+    wh *= np.float32(0.5)
+    boxes = np.empty((raw.shape[0], 4), dtype=np.float32)
+    np.subtract(xy, wh, out=boxes[:, 0:2])
+    np.add(xy, wh, out=boxes[:, 2:4])
+    scores = act[:, 4:5] * act[:, 5:]
+    return boxes, scores.astype(np.float32, copy=False)
