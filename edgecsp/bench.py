@@ -191,8 +191,12 @@ def aggregate(name, records):
         result["throughput_fps"] = _median([r["throughput_fps"] for r in records])
     if "fps" in first:
         result["fps"] = _median([r["fps"] for r in records])
-        result["ms_per_frame"] = OrderedDict((k, _median([r["ms_per_frame"].get(k) for r in records]))
-                                             for k in first["ms_per_frame"])
+        for table in ("ms_per_frame", "cpu_ms_per_frame"):
+            if table in first:
+                result[table] = OrderedDict((k, _median([r[table].get(k) for r in records])) for k in first[table])
+        for key in ("non_network_cpu_ms_per_frame", "process_cpu_ms_per_frame"):
+            if first.get(key) is not None:
+                result[key] = _median([r[key] for r in records])
     if first.get("memory"):
         result["memory"] = first["memory"]
     result["rounds"] = records
@@ -277,6 +281,11 @@ def format_report(report):
             lines.append("{:<44} {:>10} {:>10} {:>10} {:>10.1f}".format(res["name"][-44:], "", "", "", res["fps"]))
             lines.append("    ms per frame: " + ", ".join("{} {:.2f}".format(k, v)
                                                         for k, v in res["ms_per_frame"].items() if v is not None))
+            if res.get("cpu_ms_per_frame"):
+                lines.append("    CPU ms per frame: " + ", ".join(
+                    "{} {:.2f}".format(k, v) for k, v in res["cpu_ms_per_frame"].items() if v is not None) +
+                    "; outside the network {:.2f}, whole process {:.2f}".format(
+                        res.get("non_network_cpu_ms_per_frame") or 0.0, res.get("process_cpu_ms_per_frame") or 0.0))
         for mark in res.get("memory") or []:
             lines.append("    after {} frames: RSS {:.0f} MiB, peak {:.0f} MiB".format(
                 mark["frames"], mark["rss_mb"], mark["peak_rss_mb"]))

@@ -37,7 +37,7 @@ from edgecsp.runtime.preprocess import preprocess
 from edgecsp.runtime.progress import Progress
 from edgecsp.runtime.sinks import CallbackSink
 from edgecsp.runtime.sources import Source
-from edgecsp.runtime.timing import StageTimer
+from edgecsp.runtime.timing import StageTimer, thread_cpu_seconds
 from edgecsp.validate import optional, positive_int
 
 DEFAULT_IN_FLIGHT = 3  # on 2 cores: one request per OpenVINO stream plus one queued, so the engine never waits
@@ -93,21 +93,27 @@ def default_queue_size(in_flight, batch=1):
 
 
 class _Stages(object):
-    """A StageTimer several threads add to (one lock; a stage costs microseconds against milliseconds)."""
+    """A StageTimer several threads add to (one lock; a stage costs microseconds against milliseconds).
 
-    def __init__(self):
+    CPU time per stage is that of the thread that ran it, in both schedules: work a library hands to its own
+    threads (FFmpeg's decoder, the engine's pool, which also spins between requests) shows only in the process
+    total (``process_cpu_ms_per_frame``), never charged to a stage it merely overlapped.
+    """
+
+    def __init__(self, sync=False):
         self.timer = StageTimer()
+        self.cpu_clock = thread_cpu_seconds
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def stage(self, name):
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), self.cpu_clock()
         yield
-        self.add(name, (time.perf_counter() - t) * 1000.0)
+        self.add(name, (time.perf_counter() - t) * 1000.0, (self.cpu_clock() - cpu) * 1000.0)
 
-    def add(self, name, ms):
+    def add(self, name, ms, cpu_ms=0.0):
         with self._lock:
-            self.timer.add(name, ms)
+            self.timer.add(name, ms, cpu_ms)
 
     def count_frames(self, n=1):
         with self._lock:
@@ -148,10 +154,10 @@ class _Stream(object):
 class _Run(object):
     """The state of one run_pipeline call: streams, timings, outputs, and the first error of any thread."""
 
-    def __init__(self, runner, streams, options, names, progress, sinks, queue_size):
+    def __init__(self, runner, streams, options, names, progress, sinks, queue_size, sync=False):
         self.runner, self.streams, self.options, self.names = runner, streams, options, names
         self.meta = runner.meta
-        self.stages = _Stages()
+        self.stages = _Stages(sync)
         # sinks that take the frame as read run before the drawing (in place) and those that want it drawn
         self.plain = [s for s in sinks if not s.draws]
         self.drawing = [s for s in sinks if s.draws]
@@ -389,7 +395,7 @@ def run_pipeline(runner, sources, options=DetectOptions(), sinks=(), max_frames=
         for sink in sinks:
             sink.open(sources, runner.meta.names)
             opened.append(sink)
-        run = _Run(runner, streams, options, runner.meta.names, progress, sinks, queue_size)
+        run = _Run(runner, streams, options, runner.meta.names, progress, sinks, queue_size, sync)
         run.stages.timer.start()
         with run.bar:
             if sync:
@@ -410,7 +416,7 @@ def run_pipeline(runner, sources, options=DetectOptions(), sinks=(), max_frames=
         raise
     summary = run.stages.timer.summary()
     summary.update(mode="sync" if sync else "pipelined", in_flight=1 if sync else in_flight,
-                   streams=len(streams), batch=batch)
+                   streams=len(streams), batch=batch, cpu_clock="thread")
     text = run.stages.timer.text()
     if not sync:
         text += (" Pipelined, {} request(s) in flight{}: stages overlap, so their times add up to more than the time "

@@ -91,6 +91,32 @@ def test_video_run_reports_stages_and_memory(demo_onnx, demo_video):
     assert all(m["peak_rss_mb"] >= m["rss_mb"] > 10 for m in record["memory"])
     sync = measure_video(demo_onnx, video, sync=True, max_frames=5, outputs="json")
     assert sync["mode"] == "sync" and "draw" not in sync["ms_per_frame"]
+    # CPU time per stage (thread CPU clocks), the part outside the network, and the whole process
+    cpu = record["cpu_ms_per_frame"]
+    assert list(cpu) == list(record["ms_per_frame"]) and all(v >= 0 for v in cpu.values())
+    assert cpu["draw"] + cpu["write"] + cpu["preprocess"] > 0
+    outside = sum(v for k, v in cpu.items() if k != "infer")
+    assert abs(record["non_network_cpu_ms_per_frame"] - outside) < 1e-9
+    assert record["process_cpu_ms_per_frame"] >= record["non_network_cpu_ms_per_frame"]
+
+
+def test_the_stage_timer_counts_cpu_time_not_waiting():
+    import time
+
+    from edgecsp.runtime.timing import StageTimer
+
+    timer = StageTimer().start()
+    with timer.stage("read"):
+        time.sleep(0.05)  # waiting: wall time, no CPU
+    with timer.stage("postprocess"):
+        end = time.perf_counter() + 0.05
+        while time.perf_counter() < end:  # working: CPU time
+            pass
+    timer.count_frames(1)
+    summary = timer.summary()
+    assert summary["ms_per_frame"]["read"] >= 45 and summary["cpu_ms_per_frame"]["read"] < 10
+    assert summary["cpu_ms_per_frame"]["postprocess"] >= 5  # a loaded machine may preempt it, never to 0
+    assert summary["non_network_cpu_ms_per_frame"] == pytest.approx(sum(summary["cpu_ms_per_frame"].values()))
 
 
 def test_torch_and_opencv_baselines(tiny_darknet):
