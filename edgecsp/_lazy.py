@@ -11,6 +11,7 @@ _HINTS = {
     "onnxruntime": "pip install 'edgecsp[cpu]' (or onnxruntime alone)",
     "openvino": "pip install 'edgecsp[cpu]' (or openvino alone)",
     "cv2": "pip install 'edgecsp[cpu]' (opencv-python-headless); on a Jetson: sudo apt install python3-opencv",
+    "av": "pip install 'edgecsp[cpu]' (PyAV, for H.264 video output)",
     "tensorrt": "on a Jetson it ships with JetPack (sudo apt install python3-libnvinfer); elsewhere install TensorRT",
     "pycuda": "pip install pycuda (on a Jetson after JetPack's CUDA is on PATH)",
     "nncf": "pip install 'edgecsp[quantize]' (nncf, for INT8 OpenVINO IR)",

@@ -44,6 +44,7 @@ GATES = dict(
         ("onnxsim", (lambda: available("onnxsim"), "onnxsim (pip install 'edgecsp[export]')", True)),
         ("nncf", (lambda: available("nncf"), "nncf (pip install 'edgecsp[quantize]')", True)),
         ("opencv", (lambda: available("cv2"), "OpenCV (pip install 'edgecsp[cpu]')", True)),
+        ("av", (lambda: available("av"), "PyAV (pip install 'edgecsp[cpu]')", True)),
         ("opencv_darknet", (_opencv_darknet, "OpenCV 4.x with cv2.dnn.readNetFromDarknet (OpenCV 5 dropped it)",
                             True)),
         ("coco", (lambda: available("faster_coco_eval") or available("pycocotools"),

@@ -10,7 +10,7 @@ from edgecsp.backends import list_backends
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(edgecsp.__file__)))
 # every backend's engine package (from the registry), and the other heavy optional packages
 HEAVY = sorted(set([b.package for b in list_backends()] + ["torch", "torchvision", "onnx", "onnxsim", "nncf", "cv2",
-                                                           "pycuda", "tqdm", "matplotlib", "faster_coco_eval"]))
+                                                           "pycuda", "tqdm", "matplotlib", "faster_coco_eval", "av"]))
 # modules whose whole purpose is PyTorch: they may (only) fail with ImportError without torch
 TORCH_MODULES = {"edgecsp.models.layers", "edgecsp.models.cspnet", "edgecsp.models.yolo",
                  "edgecsp.training.yolo_loss", "edgecsp.training.trainer", "edgecsp.darknet.model"}

@@ -1,22 +1,23 @@
 """A sink writing the annotated frames as a video (``--save out.mp4``), one file per stream."""
 import os
 
+from edgecsp.runtime.h264 import open_video_writer
 from edgecsp.runtime.sinks.base import Sink
-from edgecsp.runtime.writers import VideoWriter
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
 
 
 class VideoSink(Sink):
-    """Annotated BGR frames at the source's frame rate (mp4v), renamed into place on close."""
+    """Annotated BGR frames at the source's frame rate: H.264 through PyAV (browser-playable) where it is
+    installed, else OpenCV's mp4v; the file is renamed into place on close."""
 
     option = "--save"
     role = "annotated output"
     draws = True
 
-    def __init__(self, path, fourcc="mp4v"):
+    def __init__(self, path, codec="auto"):
         Sink.__init__(self, path)
-        self.fourcc = fourcc
+        self.codec = codec
         self._writers = []
 
     @classmethod
@@ -29,8 +30,13 @@ class VideoSink(Sink):
 
     def open(self, sources, names):
         Sink.open(self, sources, names)
-        self._writers = [VideoWriter(path, fps=source.fps, fourcc=self.fourcc)
-                         for path, source in zip(self.paths, sources)]
+        self._writers = []
+        try:
+            for path, source in zip(self.paths, sources):  # opened now: a path that cannot be written fails here
+                self._writers.append(open_video_writer(path, fps=source.fps, codec=self.codec))
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, stream, frame, det, drawn=None):
         self._writers[stream].write(drawn)
