@@ -47,7 +47,7 @@ class H264Writer(AtomicArtefact):
     the next ``write`` or by ``close``; ``abort`` stops the thread and deletes the staged file.
     """
 
-    def __init__(self, path, fps=None, encoder=None, preset="veryfast", crf=23):
+    def __init__(self, path, fps=None, encoder=None, preset="ultrafast", crf=23):
         AtomicArtefact.__init__(self, path)
         import av
 
@@ -57,7 +57,7 @@ class H264Writer(AtomicArtefact):
         if self.encoder is None:
             self._staged.abort()
             raise InputError("no H.264 encoder in PyAV here: pip install av (its wheels bundle libx264)")
-        self.options = {"preset": preset, "crf": str(crf)} if self.encoder == "libx264" else {}
+        self.options = {"preset": preset, "crf": str(crf), "threads": "1"} if self.encoder == "libx264" else {}
         try:
             self._container = av.open(self.tmp_path, mode="w")  # fails now, before any frame, on a bad path
         except Exception as exc:  # noqa: BLE001 -- PyAV raises its own error classes per FFmpeg error
