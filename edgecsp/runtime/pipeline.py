@@ -33,7 +33,7 @@ import numpy as np
 from edgecsp.errors import InputError
 from edgecsp.runtime.draw import draw_detections
 from edgecsp.runtime.postprocess import postprocess
-from edgecsp.runtime.preprocess import preprocess
+from edgecsp.runtime.preprocess import LetterboxBuffer, preprocess
 from edgecsp.runtime.progress import Progress
 from edgecsp.runtime.sinks import CallbackSink
 from edgecsp.runtime.sources import Source
@@ -130,6 +130,7 @@ class _Stream(object):
         self.ended = False
         self.queue = None
         self._frames = iter(source)
+        self._canvas = LetterboxBuffer()  # this stream's letterbox, reused frame after frame
 
     @property
     def total(self):
@@ -146,7 +147,7 @@ class _Stream(object):
         if frame is None:
             return None
         with stages.stage("preprocess"):
-            batch, infos = preprocess([frame.image_bgr], meta)
+            batch, infos = preprocess([frame.image_bgr], meta, buffers=[self._canvas])
         self.frames_in += 1
         return frame, batch, infos[0]
 

@@ -17,7 +17,7 @@ Geometry conventions (shared with :func:`scale_boxes_back`):
 Python 3.6 compatible; numpy only at import time, OpenCV on first use.
 """
 import math
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -117,6 +117,41 @@ def letterbox(image, new_shape=(640, 640), pad_value=114):
     return out, LetterboxInfo(scale, pad_x, pad_y, scale, scale, (h0, w0), (h, w))
 
 
+class LetterboxBuffer(object):
+    """A stream's reusable letterbox canvas: each frame is resized straight into it (no intermediate image, no
+    per-frame allocation), and the padding is written only when the geometry changes. Not thread-safe: one per
+    stream (reader thread)."""
+
+    def __init__(self):
+        self.canvas = None  # type: Optional[np.ndarray]
+        self._geometry = None
+
+    def letterbox(self, image, new_shape=(640, 640), pad_value=114):
+        """What ``letterbox`` returns, written into this buffer's canvas (valid until the next call)."""
+        image = _as_bgr(image)
+        h, w = _check_shape(new_shape)
+        h0, w0 = image.shape[:2]
+        scale = min(float(h) / h0, float(w) / w0)
+        new_w = min(w, max(1, _round_half_up(w0 * scale)))
+        new_h = min(h, max(1, _round_half_up(h0 * scale)))
+        pad_x, pad_y = (w - new_w) // 2, (h - new_h) // 2
+        if self.canvas is None or self.canvas.shape != (h, w, 3):
+            self.canvas, self._geometry = np.empty((h, w, 3), dtype=np.uint8), None
+        geometry = (new_w, new_h, int(pad_value))
+        if geometry != self._geometry:
+            self.canvas[...] = np.asarray(pad_value, dtype=np.uint8)
+            self._geometry = geometry
+        inner = self.canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w]
+        if (w0, h0) == (new_w, new_h):
+            inner[...] = image
+        else:
+            cv2 = require("cv2", "resizing images")
+            written = cv2.resize(image, (new_w, new_h), dst=inner, interpolation=cv2.INTER_LINEAR)
+            if written is not None and not np.shares_memory(written, self.canvas):
+                inner[...] = written  # an OpenCV that could not write into the view returned a new image
+        return self.canvas, LetterboxInfo(scale, pad_x, pad_y, scale, scale, (h0, w0), (h, w))
+
+
 def resize_plain(image, new_shape=(640, 640)):
     """Stretch ``image`` to ``new_shape`` = (height, width) without keeping aspect ratio (``meta.letterbox`` False).
 
@@ -130,18 +165,23 @@ def resize_plain(image, new_shape=(640, 640)):
     return out, LetterboxInfo(min(sx, sy), 0, 0, sx, sy, (h0, w0), (h, w))
 
 
-def resize_for_meta(image, meta):
-    """Letterbox or plain-resize one BGR frame to ``meta.input_size`` as the model expects; uint8 HxWx3."""
+def resize_for_meta(image, meta, buffer=None):
+    """Letterbox or plain-resize one BGR frame to ``meta.input_size`` as the model expects; uint8 HxWx3
+    (in ``buffer``, a LetterboxBuffer, when given and the model letterboxes)."""
     if meta.letterbox:
+        if buffer is not None:
+            return buffer.letterbox(image, meta.input_size, meta.pad_value)
         return letterbox(image, meta.input_size, meta.pad_value)
     return resize_plain(image, meta.input_size)
 
 
-def preprocess(frames_bgr, meta):
+def preprocess(frames_bgr, meta, buffers=None):
     """Turn one BGR frame or a list of them into the network input batch.
 
     Returns ``(batch, infos)``: ``batch`` is a C-contiguous float32 NCHW array in ``meta.channel_order`` times
-    ``meta.scale``; ``infos`` is one :class:`LetterboxInfo` per frame (a list even for a single frame).
+    ``meta.scale`` (always new: it may still be in flight when the next one is made); ``infos`` is one
+    :class:`LetterboxInfo` per frame (a list even for a single frame). ``buffers``: one LetterboxBuffer per
+    frame, reused across calls (a stream's), so the letterboxed frame is never allocated.
     """
     if isinstance(frames_bgr, np.ndarray):
         frames_bgr = [frames_bgr]
@@ -152,12 +192,15 @@ def preprocess(frames_bgr, meta):
     if order not in ("RGB", "BGR"):
         raise MetadataError("channel_order must be RGB or BGR, not {!r}: re-export the model".format(
             meta.channel_order))
+    buffers = list(buffers) if buffers is not None else [None] * len(frames_bgr)
+    if len(buffers) != len(frames_bgr):
+        raise ValueError("preprocess got {} buffers for {} frames".format(len(buffers), len(frames_bgr)))
     images, infos = [], []
-    for frame in frames_bgr:
-        img, info = resize_for_meta(frame, meta)
+    for frame, buffer in zip(frames_bgr, buffers):
+        img, info = resize_for_meta(frame, meta, buffer)
         images.append(img)
         infos.append(info)
-    batch = np.stack(images)  # N, H, W, 3 uint8
+    batch = images[0][None] if len(images) == 1 else np.stack(images)  # N, H, W, 3 uint8
     if order == "RGB":
         batch = batch[..., ::-1]
     # One pass that converts, reorders to NCHW and makes the memory contiguous (what runtimes bind directly).

@@ -128,3 +128,33 @@ def test_scale_boxes_back_clips_and_keeps_input():
     assert scale_boxes_back(np.zeros((0, 4), np.float32), info).shape == (0, 4)
     # explicit orig_shape clips to it
     assert scale_boxes_back(net, info, (50, 60))[0].tolist() == [0, 0, 60, 50]
+
+
+def test_a_stream_letterbox_buffer_gives_the_same_pixels_without_allocating():
+    from edgecsp.runtime.preprocess import LetterboxBuffer, letterbox
+
+    rng = np.random.RandomState(0)
+    buffer = LetterboxBuffer()
+    canvases = set()
+    # landscape, portrait, same size again, exact fit, a smaller frame: the pad must follow every change
+    for shape in ((360, 640), (640, 360), (640, 360), (256, 256), (100, 180), (360, 640)):
+        image = rng.randint(0, 255, shape + (3,)).astype(np.uint8)
+        want, want_info = letterbox(image, (256, 256), 114)
+        got, info = buffer.letterbox(image, (256, 256), 114)
+        np.testing.assert_array_equal(got, want)
+        assert info == want_info
+        canvases.add(got.__array_interface__["data"][0])
+    assert len(canvases) == 1  # one canvas for the whole stream
+
+
+def test_preprocess_with_buffers_equals_without(tmp_path):
+    from edgecsp.runtime.preprocess import LetterboxBuffer
+
+    meta = ModelMeta(names=["a"], input_size=(128, 96), heads=[HeadMeta(32, [(10.0, 10.0)])])
+    frames = [np.random.RandomState(i).randint(0, 255, (90 + 10 * i, 160, 3)).astype(np.uint8) for i in range(3)]
+    buffers = [LetterboxBuffer() for _ in frames]
+    for _ in range(2):
+        got, infos = preprocess(frames, meta, buffers=buffers)
+        want, want_infos = preprocess(frames, meta)
+        np.testing.assert_array_equal(got, want)
+        assert infos == want_infos and got.flags["C_CONTIGUOUS"] and got.dtype == np.float32
