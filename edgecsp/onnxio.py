@@ -4,16 +4,18 @@ It sits below both ``edgecsp.export`` and ``edgecsp.backends`` (neither imports 
 packages are imported on first use. Saving goes through the one atomic writer (``edgecsp._files``).
 """
 import os
+from typing import Optional
 
 from edgecsp._files import atomic_output, require_file
 from edgecsp._lazy import require
 from edgecsp.errors import InputError, UnsupportedError, VerificationError
-from edgecsp.runtime.meta import META_KEY, ModelMeta, load_meta_or_raise
+from edgecsp.runtime.meta import FLOAT_NCHW, META_KEY, UINT8_NHWC_BGR, ModelMeta, load_meta_or_raise
+from edgecsp.validate import choice
 
 ONNX_HINT = "pass the path of an .onnx exported by `edgecsp export`"
 
-__all__ = ["ONNX_HINT", "check_opset", "load_onnx", "onnx_meta_json", "onnx_opset", "save_onnx", "set_onnx_meta",
-           "simplify"]
+__all__ = ["INPUT_CHOICES", "ONNX_HINT", "add_uint8_input", "check_opset", "input_form_of", "load_onnx", "onnx_meta_json",
+           "onnx_opset", "save_onnx", "set_onnx_meta", "simplify"]
 
 
 def load_onnx(path):
@@ -85,3 +87,62 @@ def save_onnx(model, path):
     with atomic_output(path) as tmp:
         onnx.save(model, tmp)
     return str(path)
+
+
+# `edgecsp build --input`: what a CPU artefact's input takes (edgecsp.runtime.meta.INPUT_FORMS)
+INPUT_CHOICES = {"uint8": UINT8_NHWC_BGR, "float": FLOAT_NCHW}
+
+
+def input_form_of(value, default="uint8"):
+    # type: (Optional[str], str) -> str
+    """The input form an ``--input`` value asks for (``uint8``: the letterboxed frames; ``float``: NCHW floats)."""
+    return INPUT_CHOICES[choice(value or default, "--input", tuple(sorted(INPUT_CHOICES)))]
+
+
+def add_uint8_input(model, meta):
+    """Make ``model`` (an onnx.ModelProto taking the runtime's float NCHW batch) take the letterboxed uint8 NHWC
+    BGR frames: a Cast -> Gather (BGR -> RGB, when the model wants RGB) -> Transpose -> Mul(scale) prefix in front
+    of its input, computing exactly what ``edgecsp.runtime.preprocess`` does. In place; returns the model."""
+    onnx = require("onnx", "adding the uint8 input to ONNX models")
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    import numpy as np
+
+    graph = model.graph
+    initializers = set(i.name for i in graph.initializer)
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise UnsupportedError("a uint8 input needs a single-input model; this one has {}".format(len(inputs)))
+    original = inputs[0]
+    dims = list(original.type.tensor_type.shape.dim)
+    if len(dims) != 4 or dims[1].dim_value != 3:
+        raise UnsupportedError("a uint8 input needs an NCHW input with 3 channels; build with --input float")
+    name = original.name
+    inner = name + "_float_nchw"
+    for node in graph.node:  # the network now reads the prefix's output
+        node.input[:] = [inner if x == name else x for x in node.input]
+    n, h, w = dims[0], dims[2], dims[3]
+    new_input = helper.make_tensor_value_info(name, onnx.TensorProto.UINT8, None)
+    for dim in (n, h, w):
+        new_input.type.tensor_type.shape.dim.add().CopyFrom(dim)
+    new_input.type.tensor_type.shape.dim.add().dim_value = 3
+    nodes, current = [helper.make_node("Cast", [name], [name + "_f32"], to=onnx.TensorProto.FLOAT,
+                                       name="edgecsp_uint8_cast")], name + "_f32"
+    extra = []
+    if str(meta.channel_order).upper() == "RGB":
+        extra.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), name + "_bgr_to_rgb"))
+        nodes.append(helper.make_node("Gather", [current, name + "_bgr_to_rgb"], [name + "_rgb"], axis=3,
+                                      name="edgecsp_uint8_bgr_to_rgb"))
+        current = name + "_rgb"
+    nodes.append(helper.make_node("Transpose", [current], [name + "_nchw"], perm=[0, 3, 1, 2],
+                                  name="edgecsp_uint8_nchw"))
+    current = name + "_nchw"
+    extra.append(numpy_helper.from_array(np.array(meta.scale, np.float32), name + "_scale"))
+    nodes.append(helper.make_node("Mul", [current, name + "_scale"], [inner], name="edgecsp_uint8_scale"))
+    graph.initializer.extend(extra)
+    kept = [i for i in graph.input if i.name != name]
+    del graph.input[:]
+    graph.input.extend([new_input] + kept)
+    body = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + body)
+    return model

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgecsp._files import require_file
 from edgecsp.errors import InputError, MetadataError
-from edgecsp.runtime.meta import ModelMeta
+from edgecsp.runtime.meta import FLOAT_NCHW, UINT8_NHWC_BGR, ModelMeta
 from edgecsp.validate import optional, positive_int
 
 
@@ -120,10 +120,11 @@ class BaseRunner(object):
         if meta.input_name and meta.input_name != input_name:
             raise MetadataError("{}'s metadata names input {!r} but the model's input is {!r}: re-export it".format(
                 where, meta.input_name, input_name))
-        static_hw = tuple(d for d in shape[2:] if d is not None)
+        hw = shape[1:3] if meta.input_form == UINT8_NHWC_BGR else shape[2:]
+        static_hw = tuple(d for d in hw if d is not None)
         if len(static_hw) == 2 and static_hw != tuple(meta.input_size):
             raise MetadataError("{}'s metadata says input size {} but the model takes {}x{}: re-export it".format(
-                where, "x".join(str(v) for v in meta.input_size), shape[2], shape[3]))
+                where, "x".join(str(v) for v in meta.input_size), hw[0], hw[1]))
         names = list(meta.outputs) or list(output_names)
         missing = [n for n in names if n not in output_names]
         if missing:
@@ -192,21 +193,30 @@ class BaseRunner(object):
         want = "({})".format(", ".join("N" if d is None and i == 0 else "?" if d is None else str(d)
                                        for i, d in enumerate(self._input_shape)))
         where = os.path.basename(self.path)
+        uint8 = self._meta.input_form == UINT8_NHWC_BGR
+        dtype, layout = (np.uint8, "NHWC") if uint8 else (np.float32, "NCHW")
         if not isinstance(batch, np.ndarray):
-            raise InputError("{} takes a numpy float32 array shaped {}, got {}".format(
-                where, want, type(batch).__name__))
-        if batch.dtype != np.float32:
-            raise InputError("{} takes float32 input shaped {}, got {}: preprocess frames with the runtime "
-                             "(pixels * meta.scale as float32)".format(where, want, batch.dtype))
+            raise InputError("{} takes a numpy {} array shaped {}, got {}".format(
+                where, np.dtype(dtype).name, want, type(batch).__name__))
+        if batch.dtype != dtype:
+            if uint8:
+                raise InputError("{} takes the letterboxed uint8 NHWC BGR frames (input form {}), got {}: pass "
+                                 "edgecsp.runtime.preprocess.preprocess(frames, runner.meta), which gives that "
+                                 "form, or build with --input float".format(where, UINT8_NHWC_BGR, batch.dtype))
+            raise InputError("{} takes float32 NCHW input shaped {} (input form {}), got {}: preprocess frames with "
+                             "the runtime (pixels * meta.scale as float32)".format(where, want, FLOAT_NCHW,
+                                                                                  batch.dtype))
         if batch.ndim != 4:
-            raise InputError("{} takes a 4-D NCHW batch shaped {}, got shape {}: add the batch axis "
-                             "(batch[None])".format(where, want, batch.shape))
-        for axis, label in ((1, "channels"), (2, "height"), (3, "width")):
+            raise InputError("{} takes a 4-D {} batch shaped {}, got shape {}: add the batch axis "
+                             "(batch[None])".format(where, layout, want, batch.shape))
+        axes = ((1, "height"), (2, "width"), (3, "channels")) if uint8 else (
+            (1, "channels"), (2, "height"), (3, "width"))
+        for axis, label in axes:
             expected = self._input_shape[axis]
             if expected is not None and batch.shape[axis] != expected:
                 raise InputError("{} takes input shaped {}, got {} ({} {} != {}): letterbox to the model's "
-                                 "input size and use NCHW".format(where, want, batch.shape, label,
-                                                                  batch.shape[axis], expected))
+                                 "input size and use {}".format(where, want, batch.shape, label,
+                                                                batch.shape[axis], expected, layout))
         if batch.shape[0] < 1:
             raise InputError("{} got an empty batch {}".format(where, batch.shape))
         static_batch = self._input_shape[0]
@@ -218,7 +228,8 @@ class BaseRunner(object):
 
     def infer(self, batch):
         # type: (np.ndarray) -> List[np.ndarray]
-        """Run ``batch`` (float32 NCHW); one array per output in ``output_names`` order."""
+        """Run ``batch`` (what ``preprocess`` gives for ``meta``: float32 NCHW, or uint8 NHWC BGR frames for a
+        uint8-input artefact); one array per output in ``output_names`` order."""
         batch = self.check_input(batch)
         return self._checked_outputs(self._infer(batch))
 

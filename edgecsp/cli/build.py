@@ -12,13 +12,17 @@ _TRT_OPTIONS = (("workspace", "workspace_mib"), ("calib", "calib"),
 # --flag -> INT8 option of the cpu / cpu-ort targets (edgecsp.calibration.config.int8_options)
 _INT8_OPTIONS = (("calib_count", "calib_count"), ("calib_seed", "calib_seed"), ("calib_every", "calib_every"),
                  ("max_drop", "max_drop"), ("val_data", "val_data"), ("val_images", "val_images"),
-                 ("val_metric", "val_metric"))
+                 ("val_metric", "val_metric"), ("input", "input_form"))
 
 
 def add_arguments(p):
     p.add_argument("onnx", help="ONNX model written by `edgecsp export` (on the device: a bundle folder)")
     p.add_argument("--target", "-t", default="cpu", help="deployment target (see `edgecsp targets`; default cpu)")
     p.add_argument("--precision", "-p", help="fp32 | fp16 | int8 (default: the target's default)")
+    p.add_argument("--input", choices=("uint8", "float"),
+                   help="cpu / cpu-ort: what the artefact takes: uint8 (default) = the letterboxed uint8 HWC BGR "
+                        "frame, the graph doing the channel swap, scaling and layout; float = the float32 NCHW "
+                        "batch (TensorRT targets: float only, until uint8 is measured on a device)")
     p.add_argument("-o", "--output", help="output path, or an existing folder to write the default name into "
                                           "(default engines/<onnx stem>-<target>-<precision>.<ext>, or ...-bundle/ "
                                           "for a device bundle)")

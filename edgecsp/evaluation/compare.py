@@ -94,14 +94,18 @@ def _check_tolerance(value, option):
     return number_in(value, option, 0.0)
 
 
-def _batches(data, meta, count, seed):
+def _batches(data, meta_a, meta_b, count, seed):
+    """``(batch for A, batch for B)`` pairs: each image preprocessed as each artefact takes it (a uint8-input
+    build and a float one of the same model get the same pixels in their own form); given arrays go to both."""
     if data is None or isinstance(data, str):
         from edgecsp.calibration.sources import select_samples
         from edgecsp.runtime.preprocess import preprocess
 
         samples = select_samples(data or DEFAULT_DATA, count, seed)
-        return (preprocess([frame], meta)[0] for frame in samples.frames())
-    return iter(data)
+        same = meta_a.input_form == meta_b.input_form
+        return ((lambda x: (x, x if same else preprocess([frame], meta_b)[0]))(preprocess([frame], meta_a)[0])
+                for frame in samples.frames())
+    return ((batch, batch) for batch in data)
 
 
 def compare_artefacts(a, b, inputs=None, atol=1e-3, rtol=1e-3, count=DEFAULT_COUNT, seed=0, threads=None):
@@ -126,8 +130,8 @@ def compare_artefacts(a, b, inputs=None, atol=1e-3, rtol=1e-3, count=DEFAULT_COU
                 a, len(runner_a.output_names), b, len(runner_b.output_names)))
         accumulators = [_Accumulator(name) for name in runner_a.output_names]
         batches = 0
-        for batch in _batches(inputs, runner_a.meta, count, seed):
-            outs_a, outs_b = runner_a.infer(batch), runner_b.infer(batch)
+        for batch_a, batch_b in _batches(inputs, runner_a.meta, runner_b.meta, count, seed):
+            outs_a, outs_b = runner_a.infer(batch_a), runner_b.infer(batch_b)
             for acc, out_a, out_b in zip(accumulators, outs_a, outs_b):
                 if np.shape(out_a) != np.shape(out_b):
                     raise InputError("output {} of {} is shaped {} but {}'s is {}: compare artefacts of the same "

@@ -15,6 +15,10 @@ from edgecsp.errors import MetadataError
 
 META_KEY = "edgecsp.meta"
 FORMAT_VERSION = 1
+# what an artefact's input takes: the runtime's float32 NCHW batch (pixels * scale, in channel_order), or the
+# letterboxed uint8 NHWC BGR frames themselves, the graph doing the channel swap, scaling and layout
+FLOAT_NCHW, UINT8_NHWC_BGR = "float_nchw", "uint8_nhwc_bgr"
+INPUT_FORMS = (FLOAT_NCHW, UINT8_NHWC_BGR)
 
 
 class HeadMeta(NamedTuple):
@@ -43,6 +47,7 @@ class ModelMeta(NamedTuple):
     input_name: str = "images"
     model: str = ""  # registry name or "darknet:<cfg stem>"
     extra: dict = {}  # provenance: opset, precision, target, versions, source hash...
+    input_form: str = FLOAT_NCHW  # INPUT_FORMS; artefacts without it (older ones) take float NCHW
 
     @property
     def num_classes(self):
@@ -112,6 +117,8 @@ class ModelMeta(NamedTuple):
                     problems.append("head with stride {} needs a positive stride and anchors".format(h.stride))
         if not self.names:
             problems.append("class names are empty")
+        if self.input_form not in INPUT_FORMS:
+            problems.append("input_form must be one of {}, not {!r}".format(", ".join(INPUT_FORMS), self.input_form))
         if problems:
             raise MetadataError("{} has invalid edgecsp metadata: {}".format(where, "; ".join(problems)))
         return self

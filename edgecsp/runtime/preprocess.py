@@ -23,6 +23,7 @@ import numpy as np
 
 from edgecsp._lazy import require
 from edgecsp.errors import InputError, MetadataError
+from edgecsp.runtime.meta import UINT8_NHWC_BGR
 
 
 class LetterboxInfo(NamedTuple):
@@ -179,7 +180,8 @@ def preprocess(frames_bgr, meta, buffers=None):
     """Turn one BGR frame or a list of them into the network input batch.
 
     Returns ``(batch, infos)``: ``batch`` is a C-contiguous float32 NCHW array in ``meta.channel_order`` times
-    ``meta.scale`` (always new: it may still be in flight when the next one is made); ``infos`` is one
+    ``meta.scale``, or for an artefact whose ``input_form`` is uint8_nhwc_bgr the letterboxed uint8 NHWC BGR
+    frames as they are (always a new array: it may still be in flight when the next one is made); ``infos`` is one
     :class:`LetterboxInfo` per frame (a list even for a single frame). ``buffers``: one LetterboxBuffer per
     frame, reused across calls (a stream's), so the letterboxed frame is never allocated.
     """
@@ -200,6 +202,8 @@ def preprocess(frames_bgr, meta, buffers=None):
         img, info = resize_for_meta(frame, meta, buffer)
         images.append(img)
         infos.append(info)
+    if meta.input_form == UINT8_NHWC_BGR:  # the artefact swaps, scales and transposes in its graph
+        return (images[0][None].copy() if len(images) == 1 else np.stack(images)), infos
     batch = images[0][None] if len(images) == 1 else np.stack(images)  # N, H, W, 3 uint8
     if order == "RGB":
         batch = batch[..., ::-1]

@@ -48,7 +48,8 @@ def test_build_cpu_ort_with_defaults(tiny, tmp_path, monkeypatch):
     assert out == os.path.join("engines", "tiny-cpu-ort-fp32.onnx")
     meta = read_artefact_meta(out)
     assert meta.extra["target"] == "cpu-ort" and meta.extra["precision"] == "fp32"
-    assert meta._replace(extra={}) == tiny_meta()._replace(extra={})
+    assert meta.input_form == "uint8_nhwc_bgr"  # CPU targets take the letterboxed uint8 frames by default
+    assert meta._replace(extra={}, input_form="float_nchw") == tiny_meta()._replace(extra={})
 
 
 @pytest.mark.openvino

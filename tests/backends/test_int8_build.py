@@ -39,8 +39,9 @@ def test_openvino_int8_carries_metadata_and_provenance(tiny_detector_onnx, tmp_p
     assert set(record["algorithm"]["kept_float"]) == {"/predict.0/Conv/WithoutBiases", "/predict.1/Conv/WithoutBiases"}
     assert "nncf" in record["tools"] and "openvino" in record["tools"]
     assert record["preprocessing"]["input_size"] == [128, 128]
+    assert meta.input_form == "uint8_nhwc_bgr"  # quantized on the float network, then given the uint8 input
     with open_runner(out) as runner:
-        outputs = runner.infer(np.full((1, 3, 128, 128), 0.5, np.float32))
+        outputs = runner.infer(np.full((1, 128, 128, 3), 128, np.uint8))
     assert all(np.isfinite(o).all() for o in outputs)
     # an FP32 rebuild to the same path drops the INT8 record: it would describe another artefact
     build(BuildConfig(tiny_detector_onnx, target="cpu", precision="fp32", output=out))
@@ -58,8 +59,9 @@ def test_onnxruntime_int8_is_qdq_and_runs(tiny_detector_onnx, tmp_path):
     meta = read_artefact_meta(out)
     assert meta.extra["precision"] == "int8" and meta.extra["calibration"]["samples"] == 4
     assert read_record(provenance_path(out))["algorithm"]["method"].startswith("onnxruntime.quantize_static/QDQ")
+    assert meta.input_form == "uint8_nhwc_bgr" and ops[0] == "Cast"  # the uint8 prefix in front of the QDQ graph
     with open_runner(out) as runner:
-        assert all(np.isfinite(o).all() for o in runner.infer(np.full((1, 3, 128, 128), 0.5, np.float32)))
+        assert all(np.isfinite(o).all() for o in runner.infer(np.full((1, 128, 128, 3), 128, np.uint8)))
 
 
 @pytest.mark.parametrize("target", ["cpu", "cpu-ort"])

@@ -161,7 +161,7 @@ def test_build_cpu_ort_stamps_precision_and_target(tiny, tmp_path):
     path, weights = tiny
     out = str(tmp_path / "out" / "tiny-cpu-ort-fp32.onnx")
     backend = get_backend("onnxruntime")
-    assert backend.build(path, out, "fp32", "cpu-ort") == out
+    assert backend.build(path, out, "fp32", "cpu-ort", input_form="float") == out
     meta = read_artefact_meta(out)
     assert meta.extra["precision"] == "fp32" and meta.extra["target"] == "cpu-ort"
     assert meta.extra["onnxruntime"] == backend.version() and len(meta.extra["onnx_sha256"]) == 64

@@ -40,7 +40,7 @@ def test_backend_reports_availability_and_version(backend):
 @pytest.mark.parametrize("precision, weight_type", [("fp32", "f32"), ("fp16", "f16")])
 def test_ir_weights_have_the_requested_precision(backend, tiny, tmp_path, precision, weight_type):
     xml = str(tmp_path / "tiny-{}.xml".format(precision))
-    assert backend.build(tiny[0], xml, precision, "cpu") == xml
+    assert backend.build(tiny[0], xml, precision, "cpu", input_form="float") == xml
     assert os.path.exists(xml[:-4] + ".bin")
     counts = backend.weight_precisions(read_ir(xml))
     assert set(counts) == {weight_type}  # the tiny model has no constants that stay f32
@@ -49,12 +49,12 @@ def test_ir_weights_have_the_requested_precision(backend, tiny, tmp_path, precis
 
 def test_metadata_round_trips_through_rt_info(backend, tiny, tmp_path):
     xml = str(tmp_path / "tiny.xml")
-    backend.build(tiny[0], xml, "fp16", "cpu")
+    backend.build(tiny[0], xml, "fp16", "cpu", input_form="float")
     raw = read_ir(xml).get_rt_info(list(backend.RT_INFO_PATH)).astype(str)
     assert list(backend.RT_INFO_PATH) == ["edgecsp", "meta"]
     meta = read_artefact_meta(xml)
     assert raw == meta.to_json()
-    assert meta._replace(extra={}) == tiny_meta()._replace(extra={})
+    assert meta._replace(extra={}) == tiny_meta()._replace(extra={})  # --input float: the float_nchw form
     assert meta.extra["precision"] == "fp16" and meta.extra["target"] == "cpu"
     assert meta.extra["openvino"] == backend.version() and meta.extra["opset"] == 13
 
@@ -72,7 +72,7 @@ def test_plain_convert_model_ir_falls_back_to_framework_rt_info(backend, tiny, t
 def test_runner_matches_numpy_and_onnxruntime(backend, tiny, tmp_path, precision, tol):
     path, weights = tiny
     xml = str(tmp_path / "tiny.xml")
-    backend.build(path, xml, precision, "cpu")
+    backend.build(path, xml, precision, "cpu", input_form="float")
     batch = np.random.RandomState(3).rand(2, 3, SIZE, SIZE).astype(np.float32)
     with open_runner(xml, threads=1, inference_precision="f32") as runner:
         assert type(runner).__name__ == "OpenVINORunner"
@@ -91,7 +91,7 @@ def test_fp32_ir_runs_in_f32_by_default(backend, tiny, tmp_path):
     """CPUs with AMX default to bf16; an fp32 build must compute in fp32 without asking."""
     path, weights = tiny
     xml = str(tmp_path / "tiny.xml")
-    backend.build(path, xml, "fp32", "cpu")
+    backend.build(path, xml, "fp32", "cpu", input_form="float")
     batch = np.random.RandomState(4).rand(1, 3, SIZE, SIZE).astype(np.float32)
     with open_runner(xml, hint="throughput") as runner:
         outputs = runner.infer(batch)
@@ -101,7 +101,7 @@ def test_fp32_ir_runs_in_f32_by_default(backend, tiny, tmp_path):
 
 def test_runner_checks_state_and_input(backend, tiny, tmp_path):
     xml = str(tmp_path / "tiny.xml")
-    backend.build(tiny[0], xml, "fp32", "cpu")
+    backend.build(tiny[0], xml, "fp32", "cpu", input_form="float")
     runner = open_runner(xml)
     with pytest.raises(RuntimeError, match="not active"):
         runner.infer(np.zeros((1, 3, SIZE, SIZE), np.float32))

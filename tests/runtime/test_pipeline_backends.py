@@ -19,7 +19,8 @@ def engine(request, demo_onnx, tmp_path_factory):
     target = get_target(request.param)
     needs(target.backend)
     out = str(tmp_path_factory.mktemp("engine") / ("demo" + target.suffix))
-    return build(BuildConfig(demo_onnx, target=target.name, precision="fp32", output=out))
+    return build(BuildConfig(demo_onnx, target=target.name, precision="fp32", output=out,
+                             options={"input_form": "float"}))  # the float path; uint8 is test_uint8_input.py's
 
 
 def _read(path):

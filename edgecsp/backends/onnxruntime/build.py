@@ -6,12 +6,13 @@ from edgecsp._lazy import available, require
 from edgecsp.calibration.config import CALIBRATION_OPTIONS, int8_options
 from edgecsp.calibration.provenance import provenance_path
 from edgecsp.errors import UnsupportedError, VerificationError
-from edgecsp.onnxio import check_opset, load_onnx, onnx_opset, set_onnx_meta
+from edgecsp.onnxio import add_uint8_input, check_opset, input_form_of, load_onnx, onnx_opset, set_onnx_meta
+from edgecsp.runtime.meta import UINT8_NHWC_BGR
 from edgecsp.targets import check_precision, get_target
 
 BACKEND = "onnxruntime"
 # what `edgecsp build --target cpu-ort` takes beyond precision; accuracy control (--max-drop) is OpenVINO's
-BUILD_OPTIONS = CALIBRATION_OPTIONS
+BUILD_OPTIONS = CALIBRATION_OPTIONS + ("input_form",)
 
 
 def build(onnx_path, out_path, precision=None, target="cpu-ort", **options):
@@ -26,7 +27,9 @@ def build(onnx_path, out_path, precision=None, target="cpu-ort", **options):
     if target.backend != BACKEND:
         raise UnsupportedError("target {} uses the {} backend, not {}".format(target.name, target.backend, BACKEND))
     precision = check_precision(target, precision)
-    calibration, _ = int8_options(options, BUILD_OPTIONS)
+    options = dict(options)
+    input_form = input_form_of(options.pop("input_form", None))  # default: the letterboxed uint8 frames
+    calibration, _ = int8_options(options, CALIBRATION_OPTIONS)
     onnx = require("onnx", "building for target " + target.name)
     model, meta = load_onnx(onnx_path)
     check_opset(onnx_opset(model), target, os.path.basename(str(onnx_path)))
@@ -43,6 +46,9 @@ def build(onnx_path, out_path, precision=None, target="cpu-ort", **options):
             from edgecsp.backends.onnxruntime.quantize import build_int8
 
             model, meta = build_int8(onnx_path, staged, meta, precision, calibration)
+        if input_form == UINT8_NHWC_BGR:  # after quantization: calibration ran on the float network
+            model = add_uint8_input(model, meta)
+            meta = meta._replace(input_form=input_form)
         set_onnx_meta(model, meta)
         onnx.save(model, staged.staged[-1])
         _verify(staged.staged[-1], meta)

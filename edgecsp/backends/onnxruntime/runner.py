@@ -7,7 +7,7 @@ from edgecsp._files import require_file
 from edgecsp._lazy import require
 from edgecsp.backends.base import BaseRunner, InferHandle, check_threads
 from edgecsp.errors import InputError, UnsupportedError
-from edgecsp.runtime.meta import META_KEY, load_meta_or_raise
+from edgecsp.runtime.meta import META_KEY, UINT8_NHWC_BGR, load_meta_or_raise
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
@@ -72,9 +72,10 @@ class OnnxRuntimeRunner(BaseRunner):
         where = os.path.basename(self.path)
         if len(inputs) != 1:
             raise UnsupportedError("{} has {} inputs; edgecsp runs single-input models".format(where, len(inputs)))
-        if inputs[0].type != "tensor(float)":
-            raise UnsupportedError("{} takes {} input; edgecsp feeds float32: re-export it with a float32 "
-                                   "input".format(where, inputs[0].type))
+        wanted = "tensor(uint8)" if meta.input_form == UINT8_NHWC_BGR else "tensor(float)"
+        if inputs[0].type != wanted:
+            raise UnsupportedError("{} takes {} input but its metadata says input form {}: rebuild it with "
+                                   "`edgecsp build`".format(where, inputs[0].type, meta.input_form))
         shape = [d if isinstance(d, int) else None for d in inputs[0].shape]
         self._bind(meta, inputs[0].name, shape, [o.name for o in self._session.get_outputs()])
         if requests:

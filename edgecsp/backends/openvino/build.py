@@ -10,13 +10,13 @@ from edgecsp.backends.openvino.runner import FRAMEWORK_PATH, RT_INFO_PATH, model
 from edgecsp.calibration.config import ACCURACY_OPTIONS, CALIBRATION_OPTIONS, int8_options
 from edgecsp.calibration.provenance import provenance_path
 from edgecsp.errors import InputError, UnsupportedError, VerificationError
-from edgecsp.onnxio import ONNX_HINT, load_onnx
-from edgecsp.runtime.meta import load_meta_or_raise
+from edgecsp.onnxio import ONNX_HINT, input_form_of, load_onnx
+from edgecsp.runtime.meta import UINT8_NHWC_BGR, load_meta_or_raise
 from edgecsp.targets import check_precision, get_target
 
 BACKEND = "openvino"
 # what `edgecsp build --target cpu` takes beyond the precision: calibration data and an accuracy bound for int8
-BUILD_OPTIONS = CALIBRATION_OPTIONS + ACCURACY_OPTIONS
+BUILD_OPTIONS = CALIBRATION_OPTIONS + ACCURACY_OPTIONS + ("input_form",)
 # precision -> (element type, least share of the float weight elements that must have it); fp16 IR keeps a few
 # constants (out of fp16 range, shape arithmetic) in f32
 WEIGHT_TYPES = {"fp32": ("f32", 1.0), "fp16": ("f16", 0.5)}
@@ -35,7 +35,9 @@ def build(onnx_path, out_xml, precision=None, target="cpu", **options):
     if target.backend != BACKEND:
         raise UnsupportedError("target {} uses the {} backend, not {}".format(target.name, target.backend, BACKEND))
     precision = check_precision(target, precision)
-    calibration, accuracy = int8_options(options, BUILD_OPTIONS)
+    options = dict(options)
+    input_form = input_form_of(options.pop("input_form", None))  # default: the letterboxed uint8 frames
+    calibration, accuracy = int8_options(options, CALIBRATION_OPTIONS + ACCURACY_OPTIONS)
     if precision == "int8" or calibration is not None or accuracy is not None:
         from edgecsp.backends.openvino.quantize import check_request
 
@@ -60,9 +62,32 @@ def build(onnx_path, out_xml, precision=None, target="cpu", **options):
         from edgecsp.backends.openvino.quantize import build_int8
 
         model, meta, sidecars = build_int8(ov, model, meta, onnx_path, out_xml, precision, calibration, accuracy)
+    if input_form == UINT8_NHWC_BGR:  # after quantization: NNCF calibrated the float network
+        model, meta = uint8_input(ov, model, meta), meta._replace(input_form=input_form)
     model.set_rt_info(meta.to_json(), list(RT_INFO_PATH))
     _save_atomically(ov, model, out_xml, precision, meta, sidecars)
     return out_xml
+
+
+def uint8_input(ov, model, meta):
+    """``model`` taking the letterboxed uint8 NHWC BGR frames: OpenVINO's PrePostProcessor does the channel swap,
+    the scaling and the layout inside the compiled graph (what ``edgecsp.runtime.preprocess`` did in numpy)."""
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    port = ppp.input()
+    port.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
+    port.model().set_layout(ov.Layout("NCHW"))
+    steps = port.preprocess().convert_element_type(ov.Type.f32)
+    if str(meta.channel_order).upper() == "RGB":
+        steps.convert_color(ColorFormat.RGB)
+    if float(meta.scale) != 1.0:  # multiply, as the runtime does (scale() would divide: 1 ulp apart)
+        import numpy as np
+        import openvino.opset8 as ops
+
+        factor = np.array(meta.scale, dtype=np.float32)
+        steps.custom(lambda node: ops.multiply(node, ops.constant(factor)).output(0))
+    return ppp.build()
 
 
 def _source_meta(model, onnx_path):
