@@ -25,7 +25,12 @@ from edgecsp.bench import BenchConfig, bench, machine_info  # noqa: E402
 
 DARKNET = os.path.join(os.path.dirname(ROOT), "shared", "fixtures", "darknet")
 CARD = os.path.join(ROOT, "models", "shapes_tiny_csp.json")
-GOAL_E2E, GOAL_TORCH, GOAL_OPENCV = 0.95, 2.5, 1.5
+# issue 11's goals: infer vs raw throughput (JSON / annotated H.264), non-network CPU per frame at 256 (ms),
+# INT8 vs the FP16 IR (AMX CPUs, where that IR runs in bf16) and vs FP32, INT8's mAP@0.5 drop (points), and the
+# best CPU artefact vs OpenCV DNN on darknet yolov4-tiny
+GOAL_E2E, GOAL_E2E_VIDEO, GOAL_CPU_MS = 0.95, 0.85, 1.5
+GOAL_INT8_VS_FP16, GOAL_INT8_VS_FP32, GOAL_INT8_DROP, GOAL_OPENCV = 1.3, 1.8, 0.5, 10.0
+TX2_FPS = 41.0  # the frame rate the TX2 paragraph budgets for
 STAGES = ("read", "preprocess", "infer", "postprocess", "draw", "write")
 
 
@@ -57,6 +62,12 @@ def prepare(work, cfg):
                                      p("yolov4-tiny-fp32.xml")]),
         (p("yolov4-tiny-fp16.xml"), ["build", "--target", "cpu", "--precision", "fp16", p("yolov4-tiny.onnx"), "-o",
                                      p("yolov4-tiny-fp16.xml")]),
+        (p("yolov4-tiny-int8.xml"), ["build", "--target", "cpu", "--precision", "int8", "--calib", "shapes:0",
+                                     "--calib-count", "50", p("yolov4-tiny.onnx"), "-o", p("yolov4-tiny-int8.xml")]),
+        (p("val"), ["data", "shapes", p("val"), "--count", "300", "--seed", "1000"]),
+        (p("int8-eval.json"), ["eval", "--engine", p("demo-int8.xml"), "--baseline", p("demo-fp32.xml"), "--data",
+                               os.path.join(p("val"), "annotations.json"), "--no-progress", "--report",
+                               p("int8-eval.json")]),
         (p("clip.mp4"), ["data", "video", p("clip.mp4"), "--frames", "300", "--seed", "7"]),
         (p("long10k.mp4"), ["data", "video", p("long10k.mp4"), "--frames", "10000", "--size", "144x256", "--seed", "3"]),
     ]
@@ -98,7 +109,8 @@ def suites(p, cfg, quick):
         ("yolov4_tiny", "darknet yolov4-tiny (fixture cfg, random weights), 416x416", "raw inference only (random "
          "weights); OpenCV DNN reads the same .cfg/.weights",
          BenchConfig(engine=p("yolov4-tiny-fp32.xml"), vs=(p("yolov4-tiny.onnx"), p("yolov4-tiny-fp16.xml"),
-                                                           "torch:" + darknet, "opencv:" + darknet), **s)),
+                                                           p("yolov4-tiny-int8.xml"), "torch:" + darknet,
+                                                           "opencv:" + darknet), **s)),
         ("memory", "memory over a 10,000-frame video (144x256), demo model, pipelined with JSON + annotated video",
          "peak RSS read in the run itself every 1000 frames; plus NMS on 10,000 boxes",
          BenchConfig(engine=p("demo-fp32.xml"), memory=p("long10k.mp4"), max_frames=2000 if quick else None,
@@ -124,32 +136,53 @@ def find(report, prefix):
     return None
 
 
+def _fps(report, suffix):
+    for res in report["results"]:
+        if res["name"].endswith(suffix) and "throughput_fps" in res:
+            return res["throughput_fps"]
+    return float("nan")
+
+
 def goals(reports, work):
-    """Rows (goal, measured, met, note) for the issue's goals."""
+    """Rows (goal, measured, met) for issue 11's goals."""
     rows = []
     for key in ("demo", "demo640", "free_core"):
         rep = reports[key]
         raw = rep["results"][0]["throughput_fps"]
-        for label in ("video pipelined, JSON", "video pipelined, JSON + annotated video"):
+        for label, goal in (("video pipelined, JSON", GOAL_E2E),
+                            ("video pipelined, JSON + annotated video", GOAL_E2E_VIDEO)):
             res = find(rep, label)
             ratio = res["fps"] / raw
-            rows.append(("`edgecsp infer` on a video >= {}x raw throughput".format(GOAL_E2E),
-                         "{}: {} {:.1f} fps / raw {:.1f} fps = **{:.2f}x**".format(key, label[6:], res["fps"], raw,
-                                                                                    ratio),
-                         ratio >= GOAL_E2E))
-    for key in ("demo", "demo640", "yolov4_tiny_csp", "yolov4_tiny"):
-        rep = reports[key]
-        for row in rep["ratios"]:
-            if row["vs"].startswith("torch:"):
-                rows.append(("OpenVINO FP32 >= {}x PyTorch eager".format(GOAL_TORCH),
-                             "{}: throughput **{:.2f}x**, p50 latency {:.2f}x".format(key, row["throughput"],
-                                                                                       row["latency_p50"]),
-                             row["throughput"] >= GOAL_TORCH))
-            if row["vs"].startswith("opencv:"):
-                rows.append(("OpenVINO FP32 >= {}x OpenCV DNN (same darknet model)".format(GOAL_OPENCV),
-                             "{}: throughput **{:.2f}x**, p50 latency {:.2f}x".format(key, row["throughput"],
-                                                                                       row["latency_p50"]),
-                             row["throughput"] >= GOAL_OPENCV))
+            rows.append(("`edgecsp infer` {} >= {}x raw throughput".format(label[len("video pipelined, "):], goal),
+                         "{}: {:.1f} fps / raw {:.1f} fps = **{:.2f}x**".format(key, res["fps"], raw, ratio),
+                         ratio >= goal))
+    for label in ("video pipelined, JSON", "video pipelined, JSON + annotated video"):
+        res = find(reports["demo"], label)
+        cpu = res.get("non_network_cpu_ms_per_frame")
+        rows.append(("non-network CPU per frame at 256x256 <= {} ms ({})".format(GOAL_CPU_MS, label[len("video pipelined, "):]),
+                     "**{:.2f} ms** ({})".format(cpu, ", ".join("{} {:.2f}".format(k, v) for k, v in
+                                                                res["cpu_ms_per_frame"].items() if k != "infer")),
+                     cpu is not None and cpu <= GOAL_CPU_MS))
+    demo = reports["demo"]
+    fp32, fp16, int8 = demo["results"][0]["throughput_fps"], _fps(demo, "fp16.xml"), _fps(demo, "int8.xml")
+    amx = any(flag.startswith("amx") for flag in reports["demo"]["machine"].get("isa") or [])
+    rows.append(("INT8 IR >= {}x the FP16 IR (bf16) on an AMX CPU".format(GOAL_INT8_VS_FP16),
+                 "demo: **{:.2f}x**{}".format(int8 / fp16, "" if amx else " (this CPU has no AMX: the FP16 IR runs "
+                                                                           "in f32 here, so this is INT8 vs FP32)"),
+                 int8 / fp16 >= GOAL_INT8_VS_FP16 if amx else None))
+    rows.append(("INT8 IR >= {}x the FP32 IR".format(GOAL_INT8_VS_FP32), "demo: **{:.2f}x**".format(int8 / fp32),
+                 int8 / fp32 >= GOAL_INT8_VS_FP32))
+    drop = _int8_drop(work)
+    rows.append(("INT8 mAP@0.5 drop <= {} points (300 held-out images, seed 1000)".format(GOAL_INT8_DROP),
+                 "**{:+.2f}** points".format(drop) if drop == drop else "not measured", drop <= GOAL_INT8_DROP))
+    tiny = reports["yolov4_tiny"]
+    opencv = [r for r in tiny["results"] if r["name"].startswith("opencv:")][0]["throughput_fps"]
+    best = max((r for r in tiny["results"] if "throughput_fps" in r and r["name"].endswith(".xml")),
+               key=lambda r: r["throughput_fps"])
+    rows.append(("best CPU artefact >= {}x OpenCV DNN on darknet yolov4-tiny 416".format(GOAL_OPENCV),
+                 "{}: **{:.2f}x** (random weights: its INT8 accuracy cannot be measured; the demo INT8's is "
+                 "above)".format(short(best["name"], work), best["throughput_fps"] / opencv),
+                 best["throughput_fps"] / opencv >= GOAL_OPENCV))
     for row in reports["memory"].get("nms", []):
         rows.append(("NMS on 10,000 boxes no slower than cv2.dnn.NMSBoxesBatched",
                      "{} boxes, {} class(es): {:.1f} ms vs {:.1f} ms = **{:.2f}x**{}".format(
@@ -158,56 +191,60 @@ def goals(reports, work):
     return rows
 
 
-WHY = """Why the misses:
+def _int8_drop(work):
+    try:
+        with open(os.path.join(work, "int8-eval.json")) as handle:
+            return float(json.load(handle)["drop"]["map50"])
+    except (IOError, OSError, KeyError, TypeError, ValueError):
+        return float("nan")
 
-* **End to end vs raw throughput.** The raw figure is the network alone with 3 requests in flight on OpenVINO's
-  THROUGHPUT streams, which already keep both cores busy. A video run must also decode each frame, letterbox and
-  normalise it, decode the heads, run NMS and write the outputs; on a 2-core machine that CPU time can only come
-  out of the network's, so the pipeline can overlap it but not hide it. The sync runs show the cost per frame:
-  {demo_extra:.1f} ms of non-network work per frame for the 256x256 demo model (whose network takes
-  {demo_infer:.1f} ms), {d640_extra:.1f} ms at 640x640 ({d640_infer:.1f} ms network), hence {demo_e2e:.2f}x and
-  {d640_e2e:.2f}x. When the engine leaves a core to the pipeline (1 inference thread, the situation on a Jetson
-  where the network runs on the GPU) the pipelined run reaches **{free_e2e:.2f}x** of that engine's raw
-  throughput: there the overlap hides the non-network work. The pipelined loop itself beats the synchronous one by {gain_demo:.2f}x (demo) and
-  {gain_640:.2f}x (640x640) with the same outputs.
-* **OpenVINO FP32 vs PyTorch eager.** PyTorch's CPU build runs the same oneDNN convolution kernels; on the
-  ~7 GFLOP yolov4-tiny graphs both are bound by arithmetic on the same 2 cores, and graph fusion and layout
-  save {tiny_torch:.2f}x (darknet) and {csp_torch:.2f}x (registry), not 2.5x. Small graphs gain more because
-  PyTorch's per-operator overhead dominates them ({demo_torch:.2f}x on the demo model). Reduced precision is
-  where the CPU path gains most: the FP16 IR runs in bf16 on this CPU's AMX units (OpenVINO's choice for fp16
-  artefacts), {tiny_fp16:.1f}x the FP32 IR on yolov4-tiny."""
+
+WHY = """Why the misses, and what the figures mean:
+
+* **`edgecsp infer` vs raw throughput.** The raw figure is the network alone with 3 requests in flight, which
+  already keeps both cores busy. A video run must also decode each frame, letterbox it, decode the heads, run NMS
+  and write the outputs; on 2 cores that CPU time can only come out of the network's, so the pipeline overlaps it
+  but cannot hide it. It is now small: {cpu_json:.2f} ms of CPU per frame outside the network with JSON output and
+  {cpu_video:.2f} ms with the annotated H.264 video (the network's own frame takes {demo_infer:.1f} ms), which is
+  why the demo reaches {demo_e2e:.2f}x / {demo_e2e_video:.2f}x. When the engine leaves a core to the pipeline
+  (1 inference thread: the Jetson situation, where the network runs on the GPU) the pipelined run reaches
+  **{free_e2e:.2f}x**. Decoding the input video (OpenCV's FFmpeg threads) and the H.264 encoder's thread are CPU
+  that shows in the whole-process figure ({cpu_process:.1f} ms per frame), not in the per-stage ones.
+* **INT8.** On a CPU without AMX the FP16 IR runs in f32 (no bf16 units), so the INT8-vs-FP16 goal, which is about
+  AMX, cannot be judged here; INT8 vs FP32 is {int8_fp32:.2f}x. The AMX investigation (executed precisions per
+  layer, FakeQuantize placement around the kept-float heads, MIXED vs PERFORMANCE) needs an AMX machine."""
+
+TX2 = """## On a TX2 (an estimate, not a measurement)
+
+A TX2 at {fps:.0f} fps has {budget:.1f} ms per frame. Its network runs on the GPU; everything else runs on its ARM
+cores (2 Denver + 4 Cortex-A57). Here, on one x86 core, the work outside the network costs {cpu_json:.2f} ms per
+frame (JSON output) and {cpu_video:.2f} ms (annotated video, H.264 by libx264 on top). Assuming an A57 core is 4-6x
+slower than this core on this numpy/OpenCV work (clock and SIMD width), that is about {arm_low:.0f}-{arm_high:.0f} ms
+per frame of ARM CPU for JSON output, spread over the pipeline's reader, post-processing and writer threads: within
+the {budget:.1f} ms budget on 2-3 cores, with the decode of the input on the hardware decoder (`--gst`), not on
+the CPU. An annotated H.264 video should use the TX2's hardware encoder instead of libx264, which this estimate
+does not cover. None of this has been measured on a TX2."""
 
 
 def why_numbers(reports):
-    def ratio(key, prefix):
-        for row in reports[key]["ratios"]:
-            if row["vs"].startswith(prefix) and "raw throughput" not in row["vs"]:
-                return row["throughput"]
-        return float("nan")
+    demo = reports["demo"]
+    raw = {k: reports[k]["results"][0]["throughput_fps"] for k in ("demo", "free_core")}
+    json_run = find(demo, "video pipelined, JSON")
+    video_run = find(demo, "video pipelined, JSON + annotated video")
+    sync = find(demo, "video sync, JSON + annotated video")
+    return dict(cpu_json=json_run["non_network_cpu_ms_per_frame"], cpu_video=video_run["non_network_cpu_ms_per_frame"],
+                cpu_process=json_run.get("process_cpu_ms_per_frame") or float("nan"),
+                demo_infer=sync["ms_per_frame"]["infer"], demo_e2e=json_run["fps"] / raw["demo"],
+                demo_e2e_video=video_run["fps"] / raw["demo"],
+                free_e2e=find(reports["free_core"], "video pipelined, JSON")["fps"] / raw["free_core"],
+                int8_fp32=_fps(demo, "int8.xml") / demo["results"][0]["throughput_fps"])
 
-    def video(key, label):
-        return find(reports[key], label)
 
-    def extra(key):
-        ms = video(key, "video sync, JSON + annotated video")["ms_per_frame"]
-        return sum(v for k, v in ms.items() if k != "infer" and v), ms["infer"]
-
-    raw = {k: reports[k]["results"][0]["throughput_fps"] for k in ("demo", "demo640", "free_core")}
-    d_extra, d_infer = extra("demo")
-    e_extra, e_infer = extra("demo640")
-    fp16 = find(reports["yolov4_tiny"], [r["name"] for r in reports["yolov4_tiny"]["results"]
-                                         if r["name"].endswith("fp16.xml")][0])
-    return dict(demo_extra=d_extra, demo_infer=d_infer, d640_extra=e_extra, d640_infer=e_infer,
-                demo_e2e=video("demo", "video pipelined, JSON")["fps"] / raw["demo"],
-                d640_e2e=video("demo640", "video pipelined, JSON")["fps"] / raw["demo640"],
-                free_e2e=video("free_core", "video pipelined, JSON")["fps"] / raw["free_core"],
-                gain_demo=video("demo", "video pipelined, JSON + annotated video")["fps"] /
-                video("demo", "video sync, JSON + annotated video")["fps"],
-                gain_640=video("demo640", "video pipelined, JSON + annotated video")["fps"] /
-                video("demo640", "video sync, JSON + annotated video")["fps"],
-                tiny_torch=ratio("yolov4_tiny", "torch:"), csp_torch=ratio("yolov4_tiny_csp", "torch:"),
-                demo_torch=ratio("demo", "torch:"),
-                tiny_fp16=fp16["throughput_fps"] / reports["yolov4_tiny"]["results"][0]["throughput_fps"])
+def tx2_numbers(reports):
+    numbers = why_numbers(reports)
+    budget = 1000.0 / TX2_FPS
+    return dict(fps=TX2_FPS, budget=budget, cpu_json=numbers["cpu_json"], cpu_video=numbers["cpu_video"],
+                arm_low=4 * numbers["cpu_json"], arm_high=6 * numbers["cpu_json"])
 
 
 def markdown(reports, meta, work):
@@ -230,10 +267,11 @@ def markdown(reports, meta, work):
                meta["rounds"], 10, meta["seconds"], meta["date"], meta["minutes"]), "",
            "## Goals", "", "| goal | measured | met |", "|---|---|---|"]
     for goal, measured, met in goals(reports, work):
-        out.append("| {} | {} | {} |".format(goal, measured, "yes" if met else "**no**"))
+        out.append("| {} | {} | {} |".format(goal, measured, "n/a" if met is None else "yes" if met else "**no**"))
     out.append("")
     out.append("(A ratio shown as the goal itself but marked no is just below it before rounding.)")
-    out += ["", WHY.format(**why_numbers(reports)), "", "![ratios](benchmarks.png)", ""]
+    out += ["", WHY.format(**why_numbers(reports)), "", TX2.format(**tx2_numbers(reports)), "",
+            "![ratios](benchmarks.png)", ""]
     for key, title, note, _ in meta["suites"]:
         rep = reports[key]
         out += ["## " + title, "", note[0].upper() + note[1:] + ".", "",
@@ -298,7 +336,6 @@ def chart(reports, path):
     ax.set_yticks(range(len(values)))
     ax.set_yticklabels(labels, fontsize=7)
     ax.axvline(1.0, color="grey", lw=0.8)
-    ax.axvline(GOAL_TORCH, color="red", lw=0.8, ls="--")
     ax.set_xlabel("OpenVINO FP32 throughput / other (x)")
     ax.set_title("engine speed-up over each configuration")
     ax.invert_yaxis()
