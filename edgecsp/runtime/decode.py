@@ -122,6 +122,17 @@ def _ordered_outputs(outputs, meta):
     return list(outputs)
 
 
+def _head_arrays(outputs, meta):
+    """The outputs of a ``yolo_raw`` model as a list in heads order; MetadataError when they cannot be that."""
+    if meta.layout != "yolo_raw":
+        raise MetadataError("cannot decode output layout {!r}: this edgecsp decodes yolo_raw only".format(meta.layout))
+    arrays = _ordered_outputs(outputs, meta)
+    if len(arrays) != len(meta.heads):
+        raise MetadataError("the model returned {} outputs but its metadata describes {} heads: re-export the "
+                            "model".format(len(arrays), len(meta.heads)))
+    return arrays
+
+
 def _check_grid(index, out_shape, head, meta):
     in_h, in_w = int(meta.input_size[0]), int(meta.input_size[1])
     stride = int(head.stride)
@@ -140,12 +151,7 @@ def decode_yolo(outputs, meta):
     Returns ``(boxes, scores)``: ``(N, M, 4)`` xyxy in network-input pixels and ``(N, M, C)`` = obj * cls,
     with M the total number of anchor cells over all heads.
     """
-    if meta.layout != "yolo_raw":
-        raise MetadataError("cannot decode output layout {!r}: this edgecsp decodes yolo_raw only".format(meta.layout))
-    arrays = _ordered_outputs(outputs, meta)
-    if len(arrays) != len(meta.heads):
-        raise MetadataError("the model returned {} outputs but its metadata describes {} heads: re-export the "
-                            "model".format(len(arrays), len(meta.heads)))
+    arrays = _head_arrays(outputs, meta)
     all_boxes, all_scores = [], []
     batch = None
     for i, (arr, head) in enumerate(zip(arrays, meta.heads)):
@@ -188,12 +194,7 @@ def decode_candidates(outputs, meta, conf):
     Same values, in the same order (head, anchor, cell), as the rows of ``decode_yolo`` that can score above
     ``conf``: the rest of the grid is never activated, exponentiated or multiplied. Returns a list of N pairs.
     """
-    if meta.layout != "yolo_raw":
-        raise MetadataError("cannot decode output layout {!r}: this edgecsp decodes yolo_raw only".format(meta.layout))
-    arrays = _ordered_outputs(outputs, meta)
-    if len(arrays) != len(meta.heads):
-        raise MetadataError("the model returned {} outputs but its metadata describes {} heads: re-export the "
-                            "model".format(len(arrays), len(meta.heads)))
+    arrays = _head_arrays(outputs, meta)
     floor = objectness_floor(conf, meta.activated)
     num_classes = int(meta.num_classes)
     per_image = None

@@ -147,18 +147,6 @@ class H264Writer(AtomicArtefact):
                 raise
         self._raise_error()
 
-    def abort(self):
-        """Stop the encoder and delete the staged file; never raises over the error that caused the abort."""
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            self._release()
-        except Exception:  # noqa: BLE001 -- the run already failed; its own error is the one to report
-            pass
-        finally:
-            self._staged.abort()
-
     def _has_content(self):
         return self.frames_written > 0
 

@@ -93,6 +93,16 @@ def _resize(image, w, h):
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def _letterbox_geometry(image, new_shape):
+    """``(h, w, h0, w0, scale, new_w, new_h, pad_x, pad_y)``: the one place the letterbox rounding is decided."""
+    h, w = _check_shape(new_shape)
+    h0, w0 = image.shape[:2]
+    scale = min(float(h) / h0, float(w) / w0)
+    new_w = min(w, max(1, _round_half_up(w0 * scale)))
+    new_h = min(h, max(1, _round_half_up(h0 * scale)))
+    return h, w, h0, w0, scale, new_w, new_h, (w - new_w) // 2, (h - new_h) // 2
+
+
 def letterbox(image, new_shape=(640, 640), pad_value=114):
     """Resize ``image`` keeping its aspect ratio and pad it to ``new_shape`` = (height, width).
 
@@ -100,14 +110,8 @@ def letterbox(image, new_shape=(640, 640), pad_value=114):
     padding rules; they are part of the contract with training and calibration.
     """
     image = _as_bgr(image)
-    h, w = _check_shape(new_shape)
-    h0, w0 = image.shape[:2]
-    scale = min(float(h) / h0, float(w) / w0)
-    new_w = min(w, max(1, _round_half_up(w0 * scale)))
-    new_h = min(h, max(1, _round_half_up(h0 * scale)))
+    h, w, h0, w0, scale, new_w, new_h, pad_x, pad_y = _letterbox_geometry(image, new_shape)
     resized = _resize(image, new_w, new_h)
-    pad_x = (w - new_w) // 2
-    pad_y = (h - new_h) // 2
     if new_w == w and new_h == h:
         out = np.ascontiguousarray(resized)
     else:
@@ -130,12 +134,7 @@ class LetterboxBuffer(object):
     def letterbox(self, image, new_shape=(640, 640), pad_value=114):
         """What ``letterbox`` returns, written into this buffer's canvas (valid until the next call)."""
         image = _as_bgr(image)
-        h, w = _check_shape(new_shape)
-        h0, w0 = image.shape[:2]
-        scale = min(float(h) / h0, float(w) / w0)
-        new_w = min(w, max(1, _round_half_up(w0 * scale)))
-        new_h = min(h, max(1, _round_half_up(h0 * scale)))
-        pad_x, pad_y = (w - new_w) // 2, (h - new_h) // 2
+        h, w, h0, w0, scale, new_w, new_h, pad_x, pad_y = _letterbox_geometry(image, new_shape)
         if self.canvas is None or self.canvas.shape != (h, w, 3):
             self.canvas, self._geometry = np.empty((h, w, 3), dtype=np.uint8), None
         geometry = (new_w, new_h, int(pad_value))

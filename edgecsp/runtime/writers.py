@@ -53,12 +53,15 @@ class AtomicArtefact(object):
         return self.path
 
     def abort(self):
-        """Discard everything written so far; the destination is left untouched."""
+        """Discard everything written so far; the destination is left untouched. Never raises over the error
+        that made the caller abort (a writer failing to release is part of that failure)."""
         if self.closed:
             return
         self.closed = True
         try:
             self._release()
+        except Exception:  # noqa: BLE001 -- the run already failed; its own error is the one to report
+            log.debug("releasing %s while aborting failed", self.path, exc_info=True)
         finally:
             self._staged.abort()
 
