@@ -40,6 +40,11 @@ def test_openvino_int8_carries_metadata_and_provenance(tiny_detector_onnx, tmp_p
     assert "nncf" in record["tools"] and "openvino" in record["tools"]
     assert record["preprocessing"]["input_size"] == [128, 128]
     assert meta.input_form == "uint8_nhwc_bgr"  # quantized on the float network, then given the uint8 input
+    from edgecsp.backends.openvino.runner import executed_precisions
+
+    convolutions = executed_precisions(out)["Convolution"]  # what the CPU plugin really runs
+    floats = sum(v for k, v in convolutions.items() if k in ("f32", "bf16", "f16"))  # bf16 on AMX CPUs
+    assert floats == 2 and sum(v for k, v in convolutions.items() if k in ("u8", "i8")) > 2  # the 2 heads float
     with open_runner(out) as runner:
         outputs = runner.infer(np.full((1, 128, 128, 3), 128, np.uint8))
     assert all(np.isfinite(o).all() for o in outputs)

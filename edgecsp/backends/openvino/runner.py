@@ -174,3 +174,18 @@ class _RequestHandle(object):
         if self._error is not None:
             raise self._error
         return self._outputs
+
+
+def executed_precisions(path, hint="LATENCY", device="CPU"):
+    """How the plugin really runs the IR at ``path``: ``{layer type: {runtime precision: count}}`` from the
+    compiled model's execution graph (the question "which layers run in int8 / bf16 / f32" of an INT8 build)."""
+    ov = require("openvino", "reading OpenVINO execution graphs")
+    compiled = ov.Core().compile_model(str(path), device, {"PERFORMANCE_HINT": hint})
+    table = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+        precision = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else "?"
+        table.setdefault(kind, {})
+        table[kind][precision] = table[kind].get(precision, 0) + 1
+    return table
