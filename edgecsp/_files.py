@@ -104,9 +104,10 @@ class Staged(object):
 
     ``sidecar(path)`` adds a destination that goes into place before the others (a provenance record, a cache).
     ``commit()`` fsyncs and renames every staged entry into place in order (name the file that makes the
-    artefact look complete last), after deleting the paths of ``remove`` (stale sidecars of an earlier build, or a
-    destination that must not stay beside its new companions while they land); ``abort()`` deletes the staging folder. Use :func:`atomic_output`, :func:`atomic_outputs` or :func:`atomic_folder` unless the writer
-    lives longer than one ``with`` block (the video and JSON-lines writers).
+    artefact look complete last), after deleting the paths of ``remove`` (stale sidecars of an earlier build, or
+    a destination that must not stay beside its new companions while they land); ``abort()`` deletes the staging
+    folder. Use :func:`atomic_output`, :func:`atomic_outputs` or :func:`atomic_folder` unless the writer lives
+    longer than one ``with`` block (the video and JSON-lines writers).
     """
 
     def __init__(self, paths, folder=False, remove=()):

@@ -111,7 +111,9 @@ def resolve_output(output, onnx_path, target, precision, bundle):
 
 
 def _is_bundle(folder):
-    return os.path.isfile(os.path.join(folder, "bundle.json"))
+    from edgecsp.backends.tensorrt.manifest import BUNDLE_MANIFEST  # the device bundles' one manifest name
+
+    return os.path.isfile(os.path.join(folder, BUNDLE_MANIFEST))
 
 
 def build(config):

@@ -10,7 +10,6 @@ import pytest
 from tests.gates import GATES, ROOT, needs
 
 
-
 def pytest_configure(config):
     for marker, (_, needs_what, _) in sorted(GATES.items()):
         config.addinivalue_line("markers", "{}: needs {}".format(marker, needs_what))

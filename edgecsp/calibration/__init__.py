@@ -7,9 +7,9 @@ guard the record that goes next to each calibrated artefact.
 from edgecsp.calibration.config import DEFAULT_CALIB_COUNT, AccuracyControl, CalibrationConfig
 from edgecsp.calibration.dataset import CalibrationSet
 from edgecsp.calibration.provenance import (check_reuse, file_digest, preprocessing_of, provenance_path,
-                                            read_record, reusable_cache, tool_versions, write_json_atomic)
+                                            read_record, reusable_cache, tool_versions)
 from edgecsp.calibration.sources import SampleList, select_samples
 
 __all__ = ["AccuracyControl", "CalibrationConfig", "CalibrationSet", "DEFAULT_CALIB_COUNT", "SampleList",
            "check_reuse", "file_digest", "preprocessing_of", "provenance_path", "read_record", "reusable_cache",
-           "select_samples", "tool_versions", "write_json_atomic"]
+           "select_samples", "tool_versions"]

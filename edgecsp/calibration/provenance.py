@@ -15,7 +15,6 @@ import platform
 import sys
 
 from edgecsp._files import file_sha256 as file_digest
-from edgecsp._files import write_json_atomic  # noqa: F401 (edgecsp.calibration re-exports it)
 from edgecsp.errors import InputError
 
 FORMAT = "edgecsp-calibration"

@@ -61,26 +61,33 @@ def _grid(h, w):
     return grid
 
 
+def _checked_head(output, head, num_classes):
+    """``output`` as an array if it is a ``(N, A*(5+C), H, W)`` head of ``head``; MetadataError otherwise."""
+    out = np.asarray(output)
+    if out.ndim != 4:
+        raise MetadataError("a yolo_raw head output must be 4-D (N, A*(5+C), H, W), got shape {}: the model's "
+                            "output layout does not match its edgecsp metadata; re-export it".format(out.shape))
+    expected = len(head.anchors) * (5 + int(num_classes))
+    if out.shape[1] != expected:
+        raise MetadataError("head with stride {} has {} channels but its metadata says {} anchors x (5 + {} classes)"
+                            " = {}: the class names or anchors in the metadata do not belong to this model; "
+                            "re-export it".format(head.stride, out.shape[1], len(head.anchors), num_classes,
+                                                  expected))
+    return out
+
+
 def decode_head(output, head, num_classes, activated=False):
     """Decode one head's output ``(N, A*(5+C), H, W)`` into ``(boxes, scores)``.
 
     ``boxes`` is ``(N, A*H*W, 4)`` xyxy in network-input pixels, ``scores`` is ``(N, A*H*W, C)``; both float32,
     anchor-major then row-major over the grid.
     """
-    out = np.asarray(output)
-    if out.ndim != 4:
-        raise MetadataError("a yolo_raw head output must be 4-D (N, A*(5+C), H, W), got shape {}: the model's "
-                            "output layout does not match its edgecsp metadata; re-export it".format(out.shape))
+    out = _checked_head(output, head, num_classes)
     if out.dtype != np.float32:
         out = out.astype(np.float32)  # fp16 engines: decode in float32 so exp/products keep their precision
-    n, channels, h, w = out.shape
+    n, _, h, w = out.shape
     num_anchors = len(head.anchors)
     per_anchor = 5 + int(num_classes)
-    if channels != num_anchors * per_anchor:
-        raise MetadataError("head with stride {} has {} channels but its metadata says {} anchors x (5 + {} classes)"
-                            " = {}: the class names or anchors in the metadata do not belong to this model; "
-                            "re-export it".format(head.stride, channels, num_anchors, num_classes,
-                                                  num_anchors * per_anchor))
     cells = h * w
     raw = out.reshape(n, num_anchors, per_anchor, cells)
     act = raw if activated else sigmoid(raw)
@@ -199,15 +206,10 @@ def decode_candidates(outputs, meta, conf):
     num_classes = int(meta.num_classes)
     per_image = None
     for index, (arr, head) in enumerate(zip(arrays, meta.heads)):
-        out = np.asarray(arr)
-        if out.ndim != 4:
-            raise MetadataError("a yolo_raw head output must be 4-D (N, A*(5+C), H, W), got shape {}: the model's "
-                                "output layout does not match its edgecsp metadata; re-export it".format(out.shape))
+        out = _checked_head(arr, head, num_classes)
         _check_grid(index, out.shape, head, meta)
-        n, channels, h, w = out.shape
+        n, _, h, w = out.shape
         num_anchors, per_anchor = len(head.anchors), 5 + num_classes
-        if channels != num_anchors * per_anchor:
-            decode_head(out, head, num_classes, meta.activated)  # raises the channel-count error
         if per_image is None:
             per_image = [([], []) for _ in range(n)]
         elif len(per_image) != n:

@@ -11,6 +11,8 @@ import os
 import queue
 import threading
 
+import numpy as np
+
 from edgecsp._lazy import available
 from edgecsp.errors import InputError
 from edgecsp.runtime.writers import DEFAULT_FPS, AtomicArtefact, VideoWriter
@@ -107,7 +109,11 @@ class H264Writer(AtomicArtefact):
             raise RuntimeError("H.264 encoding of {} failed: {}".format(self.path, self._error))
 
     def write(self, image):
-        """Append one BGR uint8 frame (H.264 needs even sizes: an odd size is cropped by one pixel)."""
+        """Append one BGR uint8 frame (H.264 needs even sizes: an odd size is cropped by one pixel).
+
+        The encoder thread reads ``image`` later: the writer owns it from here (the pipeline hands over each
+        drawn frame and never touches it again), so do not modify it after the call.
+        """
         if self.closed:
             raise ValueError("write() on a closed H264Writer")
         self._raise_error()
@@ -125,14 +131,14 @@ class H264Writer(AtomicArtefact):
 
                 cv2 = require("cv2", "writing videos")
                 image = cv2.resize(image, self.frame_size, interpolation=cv2.INTER_LINEAR)
+        image = np.ascontiguousarray(image)  # a copy only for the cropped (odd-size) view
         while True:
             try:
-                self._queue.put(image.copy(), timeout=0.1)  # the pipeline reuses nothing, but callers may
+                self._queue.put(image, timeout=0.1)
                 break
             except queue.Full:
                 self._raise_error()
                 if not self._thread.is_alive():
-                    self._raise_error()
                     raise RuntimeError("the H.264 encoder thread of {} stopped".format(self.path))
         self.frames_written += 1
 

@@ -100,16 +100,15 @@ class _Stages(object):
     total (``process_cpu_ms_per_frame``), never charged to a stage it merely overlapped.
     """
 
-    def __init__(self, sync=False):
+    def __init__(self):
         self.timer = StageTimer()
-        self.cpu_clock = thread_cpu_seconds
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def stage(self, name):
-        t, cpu = time.perf_counter(), self.cpu_clock()
+        t, cpu = time.perf_counter(), thread_cpu_seconds()
         yield
-        self.add(name, (time.perf_counter() - t) * 1000.0, (self.cpu_clock() - cpu) * 1000.0)
+        self.add(name, (time.perf_counter() - t) * 1000.0, (thread_cpu_seconds() - cpu) * 1000.0)
 
     def add(self, name, ms, cpu_ms=0.0):
         with self._lock:
@@ -155,10 +154,10 @@ class _Stream(object):
 class _Run(object):
     """The state of one run_pipeline call: streams, timings, outputs, and the first error of any thread."""
 
-    def __init__(self, runner, streams, options, names, progress, sinks, queue_size, sync=False):
+    def __init__(self, runner, streams, options, names, progress, sinks, queue_size):
         self.runner, self.streams, self.options, self.names = runner, streams, options, names
         self.meta = runner.meta
-        self.stages = _Stages(sync)
+        self.stages = _Stages()
         # sinks that take the frame as read run before the drawing (in place) and those that want it drawn
         self.plain = [s for s in sinks if not s.draws]
         self.drawing = [s for s in sinks if s.draws]
@@ -372,7 +371,8 @@ def run_pipeline(runner, sources, options=DetectOptions(), sinks=(), max_frames=
     ``stem-<i>.ext``). ``sync``: the single-threaded loop; otherwise pipelined with ``in_flight`` requests
     (default: the runner's ``in_flight``, at least DEFAULT_IN_FLIGHT when it has ``submit``).
     ``callback(stream_index, frame, detections)``, a shorthand for a CallbackSink, is called for every frame in
-    order, before drawing. An error or Ctrl-C in any stage aborts every sink (no partial output) and is raised.
+    order, before drawing. An error or Ctrl-C in any stage (opening the sinks included) aborts every sink,
+    so no partial output is left, and is raised.
     """
     sources = list(sources) if isinstance(sources, (list, tuple)) else [sources]
     if not sources:
@@ -394,9 +394,9 @@ def run_pipeline(runner, sources, options=DetectOptions(), sinks=(), max_frames=
     opened, outputs = [], []
     try:
         for sink in sinks:
+            opened.append(sink)  # before open: a sink that fails half-way through opening is aborted too
             sink.open(sources, runner.meta.names)
-            opened.append(sink)
-        run = _Run(runner, streams, options, runner.meta.names, progress, sinks, queue_size, sync)
+        run = _Run(runner, streams, options, runner.meta.names, progress, sinks, queue_size)
         run.stages.timer.start()
         with run.bar:
             if sync:

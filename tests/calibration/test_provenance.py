@@ -5,8 +5,9 @@ import os
 
 import pytest
 
+from edgecsp._files import write_json_atomic
 from edgecsp.calibration import CalibrationConfig, CalibrationSet, check_reuse, provenance_path, read_record
-from edgecsp.calibration.provenance import reusable_cache, write_json_atomic
+from edgecsp.calibration.provenance import reusable_cache
 from edgecsp.errors import InputError
 from edgecsp.runtime.meta import HeadMeta, ModelMeta
 

@@ -40,7 +40,8 @@ class Sink(object):
         return []
 
     def abort(self):
-        """Drop whatever was written; the destinations stay as they were. Safe after close()."""
+        """Drop whatever was written; the destinations stay as they were. Safe after close(), and after an
+        ``open`` that failed half-way (the pipeline aborts a sink whose open raised)."""
 
 
 def stream_path(path, index, streams):

@@ -31,12 +31,8 @@ class VideoSink(Sink):
     def open(self, sources, names):
         Sink.open(self, sources, names)
         self._writers = []
-        try:
-            for path, source in zip(self.paths, sources):  # opened now: a path that cannot be written fails here
-                self._writers.append(open_video_writer(path, fps=source.fps, codec=self.codec))
-        except BaseException:
-            self.abort()
-            raise
+        for path, source in zip(self.paths, sources):  # opened now: a path that cannot be written fails here
+            self._writers.append(open_video_writer(path, fps=source.fps, codec=self.codec))
 
     def write(self, stream, frame, det, drawn=None):
         self._writers[stream].write(drawn)
