@@ -52,7 +52,7 @@ _BACKENDS = (
     Backend("openvino", "edgecsp.backends.openvino", "openvino", (".xml",),
             metadata="IR rt_info['edgecsp']['meta']", label="OpenVINO IR",
             description="OpenVINO IR (.xml + .bin), CPU plugin",
-            int8="NNCF post-training quantization (MIXED preset)", accuracy_gate=True, async_requests=True),
+            int8="NNCF post-training quantization (PERFORMANCE preset)", accuracy_gate=True, async_requests=True),
     Backend("tensorrt", "edgecsp.backends.tensorrt", "tensorrt", (".engine", ".trt", ".plan"),
             metadata="sidecar manifest <engine>.json (the engine stays a plain TensorRT plan)",
             label="TensorRT engine", description="TensorRT engine, built on its device from a host-written bundle",

@@ -12,7 +12,7 @@ _TRT_OPTIONS = (("workspace", "workspace_mib"), ("calib", "calib"),
 # --flag -> INT8 option of the cpu / cpu-ort targets (edgecsp.calibration.config.int8_options)
 _INT8_OPTIONS = (("calib_count", "calib_count"), ("calib_seed", "calib_seed"), ("calib_every", "calib_every"),
                  ("max_drop", "max_drop"), ("val_data", "val_data"), ("val_images", "val_images"),
-                 ("val_metric", "val_metric"), ("input", "input_form"))
+                 ("val_metric", "val_metric"), ("input", "input_form"), ("int8_preset", "int8_preset"))
 
 
 def add_arguments(p):
@@ -63,6 +63,9 @@ def add_arguments(p):
     int8.add_argument("--val-data", metavar="ANN.json", help="COCO annotations of the validation images "
                                                              "(not the calibration ones); measures the drop")
     int8.add_argument("--val-images", metavar="DIR", help="folder of the validation images (default: the json's)")
+    int8.add_argument("--int8-preset", choices=("performance", "mixed"),
+                      help="cpu: NNCF preset: performance (default; symmetric activations, int8 through the CSP "
+                           "splits) or mixed (asymmetric activations: slower, for activations far from zero-centred)")
     int8.add_argument("--val-metric", choices=("map50", "map50_95"),
                       help="what --max-drop bounds: mAP@0.5 (default) or mAP@0.5:0.95")
 

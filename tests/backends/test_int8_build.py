@@ -35,7 +35,8 @@ def test_openvino_int8_carries_metadata_and_provenance(tiny_detector_onnx, tmp_p
     record = read_record(provenance_path(out))
     assert record["model"]["sha256"] == file_sha256(tiny_detector_onnx)
     assert record["data"]["fingerprint"] == calibration["fingerprint"] and record["samples"] == 4
-    assert record["algorithm"]["method"] == "nncf.quantize/MIXED" and record["algorithm"]["fake_quantize_ops"] > 0
+    assert record["algorithm"]["method"] == "nncf.quantize/PERFORMANCE" and record["algorithm"]["fake_quantize_ops"] > 0
+    assert record["algorithm"]["slices_as_strided_slice"] == 3  # the three CSP channel splits
     assert set(record["algorithm"]["kept_float"]) == {"/predict.0/Conv/WithoutBiases", "/predict.1/Conv/WithoutBiases"}
     assert "nncf" in record["tools"] and "openvino" in record["tools"]
     assert record["preprocessing"]["input_size"] == [128, 128]
@@ -45,12 +46,44 @@ def test_openvino_int8_carries_metadata_and_provenance(tiny_detector_onnx, tmp_p
     convolutions = executed_precisions(out)["Convolution"]  # what the CPU plugin really runs
     floats = sum(v for k, v in convolutions.items() if k in ("f32", "bf16", "f16"))  # bf16 on AMX CPUs
     assert floats == 2 and sum(v for k, v in convolutions.items() if k in ("u8", "i8")) > 2  # the 2 heads float
+    # the CSP splits run in int8: no float island (dequantize, split, requantize) around them
+    assert set(executed_precisions(out)["StridedSlice"]) <= {"u8", "i8"}
     with open_runner(out) as runner:
         outputs = runner.infer(np.full((1, 128, 128, 3), 128, np.uint8))
     assert all(np.isfinite(o).all() for o in outputs)
     # an FP32 rebuild to the same path drops the INT8 record: it would describe another artefact
     build(BuildConfig(tiny_detector_onnx, target="cpu", precision="fp32", output=out))
     assert _written(tmp_path, "m.") == ["m.bin", "m.xml"]
+
+
+@pytest.mark.openvino
+def test_slices_become_identical_strided_slices(tiny_detector_onnx):
+    """The rewrite NNCF needs to quantize through the CSP splits changes no output bit."""
+    import openvino as ov
+
+    from edgecsp.backends.openvino.quantize import strided_slices
+
+    core = ov.Core()
+    model = core.read_model(tiny_detector_onnx)
+    rewritten = core.read_model(tiny_detector_onnx)
+    assert strided_slices(rewritten) == 3
+    kinds = [op.get_type_name() for op in rewritten.get_ops()]
+    assert "Slice" not in kinds and kinds.count("StridedSlice") == 3
+    batch = np.random.default_rng(0).random((1, 3, 128, 128), dtype=np.float32)
+    config = {"INFERENCE_PRECISION_HINT": "f32"}
+    before = core.compile_model(model, "CPU", config)(batch)
+    after = core.compile_model(rewritten, "CPU", config)(batch)
+    for port in range(len(model.outputs)):
+        assert np.array_equal(before[port], after[port])
+
+
+@pytest.mark.openvino
+@needs_nncf
+def test_mixed_preset_on_request(tiny_detector_onnx, tmp_path):
+    out = build(BuildConfig(tiny_detector_onnx, target="cpu", precision="int8", output=str(tmp_path / "mx.xml"),
+                            options=dict(CALIB, int8_preset="mixed")))
+    algorithm = read_record(provenance_path(out))["algorithm"]
+    assert algorithm["method"] == "nncf.quantize/MIXED" and algorithm["preset"] == "MIXED"
 
 
 @pytest.mark.onnxruntime
@@ -83,6 +116,9 @@ def test_bad_int8_requests_write_nothing(tiny_detector_onnx, tmp_path, target):
     if target == "cpu":
         cases.append(({"calib": "shapes:0", "calib_cache": "x.calibration.json"}, "int8", UnsupportedError,
                       "calibrates on every build"))
+        cases.append(({"int8_preset": "mixed"}, "fp32", InputError, "--int8-preset apply to --precision int8"))
+        cases.append((dict(CALIB, int8_preset="fast"), "int8", InputError,
+                      "--int8-preset must be one of mixed, performance, got 'fast'"))
     else:
         cases.append(({"calib": "shapes:0", "max_drop": 1.0}, "int8", InputError, "takes no option max_drop"))
     for options, precision, error, message in cases:
@@ -113,7 +149,7 @@ def test_max_drop_runs_accuracy_control_and_records_the_drop(tiny_detector_onnx,
     out = build(BuildConfig(tiny_detector_onnx, target="cpu", precision="int8", output=str(tmp_path / "ac.xml"),
                             options=dict(CALIB, max_drop=100.0, val_data=shapes_val)))
     record = read_record(provenance_path(out))
-    assert record["algorithm"]["method"] == "nncf.quantize_with_accuracy_control/MIXED"
+    assert record["algorithm"]["method"] == "nncf.quantize_with_accuracy_control/PERFORMANCE"
     assert record["algorithm"]["max_drop"] == 100.0
     accuracy = record["accuracy"]
     assert accuracy["validation_images"] == 10 and accuracy["metric"] == "map50"

@@ -16,7 +16,7 @@ from edgecsp.targets import check_precision, get_target
 
 BACKEND = "openvino"
 # what `edgecsp build --target cpu` takes beyond the precision: calibration data and an accuracy bound for int8
-BUILD_OPTIONS = CALIBRATION_OPTIONS + ACCURACY_OPTIONS + ("input_form",)
+BUILD_OPTIONS = CALIBRATION_OPTIONS + ACCURACY_OPTIONS + ("input_form", "int8_preset")
 # precision -> (element type, least share of the float weight elements that must have it); fp16 IR keeps a few
 # constants (out of fp16 range, shape arithmetic) in f32
 WEIGHT_TYPES = {"fp32": ("f32", 1.0), "fp16": ("f16", 0.5)}
@@ -26,7 +26,7 @@ def build(onnx_path, out_xml, precision=None, target="cpu", **options):
     """Convert the ONNX at ``onnx_path`` to IR ``out_xml`` (+ .bin) in ``precision``; returns ``out_xml``.
 
     int8 needs calibration data and may take an accuracy bound: ``options`` are ``BUILD_OPTIONS`` (``calib``,
-    ``calib_count``, ``max_drop``, ``val_data``...; see ``quantize.py``). Its provenance record goes next to the
+    ``calib_count``, ``max_drop``, ``val_data``, ``int8_preset``...; see ``quantize.py``). Its provenance record goes next to the
     IR (``<stem>.calibration.json``).
     The IR is saved in a temporary folder next to ``out_xml``, loaded and checked there, then moved into place
     provenance and .bin first and .xml last: an .xml on disk always belongs to a complete artefact.
@@ -37,11 +37,13 @@ def build(onnx_path, out_xml, precision=None, target="cpu", **options):
     precision = check_precision(target, precision)
     options = dict(options)
     input_form = input_form_of(options.pop("input_form", None))  # default: the letterboxed uint8 frames
+    preset = options.pop("int8_preset", None)  # default: quantize.DEFAULT_PRESET
     calibration, accuracy = int8_options(options, CALIBRATION_OPTIONS + ACCURACY_OPTIONS)
-    if precision == "int8" or calibration is not None or accuracy is not None:
+    int8 = precision == "int8" or calibration is not None or accuracy is not None or preset is not None
+    if int8:
         from edgecsp.backends.openvino.quantize import check_request
 
-        check_request(precision, calibration, accuracy)
+        check_request(precision, calibration, accuracy, preset)
     ov = require("openvino", "building OpenVINO IR for target " + target.name)
     onnx_path = require_file(onnx_path, "ONNX model", ONNX_HINT)
     out_xml = str(out_xml)
@@ -58,10 +60,11 @@ def build(onnx_path, out_xml, precision=None, target="cpu", **options):
         precision=precision, target=target.name, backend=BACKEND, openvino=backend.version(),
         onnx_sha256=file_sha256(onnx_path))
     sidecars = {}
-    if precision == "int8" or calibration is not None or accuracy is not None:
+    if int8:
         from edgecsp.backends.openvino.quantize import build_int8
 
-        model, meta, sidecars = build_int8(ov, model, meta, onnx_path, out_xml, precision, calibration, accuracy)
+        model, meta, sidecars = build_int8(ov, model, meta, onnx_path, out_xml, precision, calibration, accuracy,
+                                           preset)
     if input_form == UINT8_NHWC_BGR:  # after quantization: NNCF calibrated the float network
         model, meta = uint8_input(ov, model, meta), meta._replace(input_form=input_form)
     model.set_rt_info(meta.to_json(), list(RT_INFO_PATH))

@@ -1,9 +1,15 @@
 """INT8 OpenVINO IR with NNCF post-training quantization (host side); nncf is imported on first use.
 
-* ``quantize_ir``: ``nncf.quantize`` with the MIXED preset (symmetric weights, asymmetric activations) on a
-  ``CalibrationSet``. The convolutions that write the model outputs stay in float: their outputs are the raw
+* ``quantize_ir``: ``nncf.quantize`` on a ``CalibrationSet`` with the PERFORMANCE preset by default (symmetric
+  weights and activations; ``int8_preset="mixed"``: asymmetric activations). The convolutions that write the model outputs stay in float: their outputs are the raw
   box/objectness/class logits that the runtime decodes with exp/sigmoid, where an INT8 step becomes a visible
   box or score error, while they cost a few percent of the compute.
+* why PERFORMANCE and ``strided_slices`` (measured on a Xeon with AMX, docs/benchmarks.md): with MIXED, every
+  INT8 convolution pays the zero-point compensation of its asymmetric input, and NNCF does not treat ONNX
+  ``Slice`` (the CSP channel split, darknet's ``groups``/``group_id`` route) as quantization-agnostic, so the
+  convolution before each split wrote float and two extra requantize steps ran around the split. Both together
+  made the INT8 IR slower than the FP16 IR run in bf16. The Slices are rewritten as the equivalent StridedSlice
+  (agnostic: one quantizer before the split, int8 through it) on a copy of the model before NNCF sees it.
 * with ``AccuracyControl.max_drop``: ``nncf.quantize_with_accuracy_control``, which reverts the layers that
   hurt mAP most until the drop on the validation set is within the bound. The result is then measured again
   as the runners run it (FP32 IR in f32, INT8 IR with the plugin's choice) and a drop above the bound fails
@@ -17,9 +23,54 @@ from edgecsp.errors import InputError, VerificationError
 
 log = logging.getLogger(__name__)
 
-PRESET = "MIXED"
-METHOD = "nncf.quantize/MIXED"
-CONTROLLED_METHOD = "nncf.quantize_with_accuracy_control/MIXED"
+# --int8-preset -> NNCF QuantizationPreset member
+PRESETS = {"performance": "PERFORMANCE", "mixed": "MIXED"}
+DEFAULT_PRESET = "performance"
+
+
+def method_name(preset, controlled=False):
+    """The provenance record's method, e.g. ``nncf.quantize/PERFORMANCE``."""
+    return "nncf.{}/{}".format("quantize_with_accuracy_control" if controlled else "quantize", PRESETS[preset])
+
+
+def check_preset(preset):
+    from edgecsp.validate import choice
+
+    return choice(DEFAULT_PRESET if preset is None else preset, "--int8-preset", sorted(PRESETS),
+                  "performance (symmetric activations, the fast one) or mixed (asymmetric activations)")
+
+
+def strided_slices(model):
+    """Rewrite, in place, each ``Slice`` of ``model`` whose start/stop/step/axes are constants as the equivalent
+    ``StridedSlice`` (same outputs, bit for bit), which NNCF treats as quantization-agnostic; returns how many."""
+    import numpy as np
+    import openvino.opset1 as ops
+
+    count = 0
+    for node in model.get_ordered_ops():
+        if node.get_type_name() != "Slice":
+            continue
+        data = node.input_value(0)
+        consts = [node.input_value(i).get_node() for i in range(1, node.get_input_size())]
+        rank = data.get_partial_shape().rank
+        if any(c.get_type_name() != "Constant" for c in consts) or rank.is_dynamic:
+            continue
+        rank = rank.get_length()
+        start, stop, step = [c.get_data().astype(np.int64).ravel() for c in consts[:3]]
+        axes = consts[3].get_data().astype(np.int64).ravel() if len(consts) > 3 else np.arange(len(start))
+        begin, end, strides = np.zeros(rank, np.int64), np.zeros(rank, np.int64), np.ones(rank, np.int64)
+        mask = [1] * rank  # 1: the whole axis
+        for axis, first, last, stride in zip(axes, start, stop, step):
+            axis = int(axis) % rank
+            begin[axis], end[axis], strides[axis], mask[axis] = first, last, stride, 0
+        replacement = ops.strided_slice(data, ops.constant(begin), ops.constant(end), ops.constant(strides),
+                                        mask, mask)
+        replacement.set_friendly_name(node.get_friendly_name())
+        node.output(0).replace(replacement.output(0))
+        count += 1
+    if count:
+        model.validate_nodes_and_infer_types()
+    return count
 
 
 def output_convolutions(model):
@@ -63,34 +114,37 @@ def measure(ov, model, meta, precision, validation):
     return validation.score(compile_as_runner(ov, model, meta, precision))
 
 
-def quantize_ir(model, meta, calibration, accuracy=None, keep_float=None):
-    """``(INT8 openvino.Model, summary dict)`` for the float ``model`` (from ``convert_model``).
+def quantize_ir(model, meta, calibration, accuracy=None, keep_float=None, preset=None):
+    """``(INT8 openvino.Model, summary dict)`` for the float ``model`` (from ``convert_model``; not modified).
 
     ``calibration``: a verified ``CalibrationSet``; ``accuracy``: an ``AccuracyControl`` or None;
-    ``keep_float``: op names kept in float (default: ``output_convolutions``).
+    ``keep_float``: op names kept in float (default: ``output_convolutions``); ``preset``: a key of ``PRESETS``.
     """
     ov = require("openvino", "INT8 quantization")
     nncf = require("nncf", "INT8 quantization of OpenVINO IR")
+    preset = check_preset(preset)
+    model = model.clone()
+    rewritten = strided_slices(model)
     keep = output_convolutions(model) if keep_float is None else list(keep_float)
-    options = dict(preset=getattr(nncf.QuantizationPreset, PRESET), target_device=nncf.TargetDevice.CPU,
+    options = dict(preset=getattr(nncf.QuantizationPreset, PRESETS[preset]), target_device=nncf.TargetDevice.CPU,
                    subset_size=len(calibration),  # batches: NNCF counts dataset items
                    ignored_scope=nncf.IgnoredScope(names=keep, validate=False) if keep else None)
     calibration_data = nncf.Dataset(calibration)
-    summary = {"tool": "nncf", "nncf": nncf.__version__, "preset": PRESET, "kept_float": keep,
-               "samples": calibration.num_samples}
+    summary = {"tool": "nncf", "nncf": nncf.__version__, "preset": PRESETS[preset], "kept_float": keep,
+               "samples": calibration.num_samples, "slices_as_strided_slice": rewritten}
     if accuracy is None:
         quantized = nncf.quantize(model, calibration_data, **options)
-        summary["method"] = METHOD
+        summary["method"] = method_name(preset)
         return quantized, summary
 
     validation = accuracy.validator
     validation.check_classes(meta.names)  # fail now when the validation classes do not fit the model
     if accuracy.max_drop is None:
         quantized = nncf.quantize(model, calibration_data, **options)
-        summary["method"] = METHOD
+        summary["method"] = method_name(preset)
     else:
         quantized = _controlled(nncf, model, meta, calibration_data, validation, accuracy, options)
-        summary.update(method=CONTROLLED_METHOD, max_drop=float(accuracy.max_drop))
+        summary.update(method=method_name(preset, controlled=True), max_drop=float(accuracy.max_drop))
     summary.update(_check_drop(ov, model, quantized, meta, validation, accuracy))
     return quantized, summary
 
@@ -132,12 +186,14 @@ def quantized_op_count(model):
     return sum(1 for op in model.get_ops() if op.get_type_name() == "FakeQuantize")
 
 
-def check_request(precision, calibration, accuracy):
+def check_request(precision, calibration, accuracy, preset=None):
     """InputError/UnsupportedError for an INT8 request that cannot work, before any model is loaded."""
     from edgecsp.errors import UnsupportedError
 
     if precision != "int8":
-        raise InputError("--calib, --calib-cache and --max-drop apply to --precision int8, not {}".format(precision))
+        raise InputError("--calib, --calib-cache, --max-drop and --int8-preset apply to --precision int8, not "
+                         "{}".format(precision))
+    check_preset(preset)
     if calibration is None:
         raise InputError("INT8 needs calibration data: pass --calib with a folder of images, a video, a COCO json "
                          "or shapes:SEED")
@@ -152,7 +208,7 @@ def check_request(precision, calibration, accuracy):
                              "or pass AccuracyControl(validator=edgecsp.evaluation.gate.DetectionValidation(...))")
 
 
-def build_int8(ov, model, meta, onnx_path, out_xml, precision, calibration, accuracy):
+def build_int8(ov, model, meta, onnx_path, out_xml, precision, calibration, accuracy, preset=None):
     """Quantize ``model`` for ``build``: ``(INT8 model, meta with the calibration summary, {path: record})``.
 
     Everything the user can get wrong (options, calibration images, validation data) fails here, before NNCF
@@ -161,10 +217,10 @@ def build_int8(ov, model, meta, onnx_path, out_xml, precision, calibration, accu
     from edgecsp._files import file_sha256
     from edgecsp.calibration import CalibrationSet, provenance_path
 
-    check_request(precision, calibration, accuracy)
+    check_request(precision, calibration, accuracy, preset)
     batch = model.input(0).get_partial_shape()[0]
     calibration_set = CalibrationSet(calibration, meta, batch.get_length() if batch.is_static else 1).verify()
-    quantized, summary = quantize_ir(model, meta, calibration_set, accuracy)
+    quantized, summary = quantize_ir(model, meta, calibration_set, accuracy, preset=preset)
     fake_quantize = quantized_op_count(quantized)
     if not fake_quantize:
         raise VerificationError("NNCF left {} without any quantized operation: report this with your NNCF and "
