@@ -53,6 +53,33 @@ class BenchConfig(NamedTuple):
     timeout: float = 900.0  # per child process
     memory: Optional[str] = None  # a long video: peak RSS of a pipelined run at every 1000 frames (run once)
     nms: int = 0  # > 0: also time edgecsp's NMS against cv2.dnn.NMSBoxesBatched on this many boxes
+    server: Optional[str] = None  # grpc://HOST:PORT of a Triton server: measure its model `model` as the engine
+    model: Optional[str] = None
+
+
+def engine_spec(config):
+    """What the config measures first: ``engine``, or ``grpc://HOST:PORT/MODEL`` for ``server`` + ``model``."""
+    if config.server is None:
+        if config.model is not None:
+            raise InputError("--model names a model on a server: pass --server grpc://HOST:PORT too")
+        return config.engine
+    if config.engine:
+        raise InputError("--engine and --server both name what to measure: keep one (a server's model can also be "
+                         "a --vs baseline: grpc://HOST:PORT/MODEL)")
+    from edgecsp.serving.client import server_spec
+
+    return server_spec(config.server, config.model)
+
+
+def _input_size(spec):
+    from edgecsp.serving.client import is_server_spec, open_server_runner
+
+    if is_server_spec(spec):
+        with open_server_runner(spec) as runner:
+            return list(runner.meta.input_size)
+    from edgecsp.backends import read_artefact_meta
+
+    return list(read_artefact_meta(spec).input_size)
 
 
 def run_child(job, timeout=900.0):
@@ -91,9 +118,15 @@ def parse_spec(spec, config, size=None):
         _split_pair(spec[len("opencv:"):], "opencv:")  # fail here, not in a child after the others ran
         return {"name": spec, "measure": "opencv", "args": dict(common, spec=spec[len("opencv:"):], size=size)}
     from edgecsp.backends import artefact_suffixes
+    from edgecsp.serving.client import is_server_spec, split_server_spec
 
+    if is_server_spec(spec):
+        split_server_spec(spec)  # fail here on a spec without a model
+        return {"name": spec, "measure": "artefact",
+                "args": dict(common, path=spec, in_flight=config.in_flight, threads=config.threads)}
     if os.path.splitext(spec)[1].lower() not in artefact_suffixes():
-        raise InputError("--vs {}: give an artefact ({}), torch:MODEL|CARD.json|CFG,WEIGHTS or opencv:CFG,WEIGHTS"
+        raise InputError("--vs {}: give an artefact ({}), grpc://HOST:PORT/MODEL, torch:MODEL|CARD.json|CFG,WEIGHTS "
+                         "or opencv:CFG,WEIGHTS"
                          .format(spec, ", ".join(artefact_suffixes())))
     if not os.path.isfile(spec):
         raise InputError("--vs {}: no such file".format(spec))
@@ -105,16 +138,15 @@ def plan_jobs(config):
     """The jobs of one round, the engine first."""
     jobs = []
     size = None
-    if config.engine:
-        from edgecsp.backends import read_artefact_meta
-
-        jobs.append(parse_spec(config.engine, config))
-        size = list(read_artefact_meta(config.engine).input_size)
+    engine = engine_spec(config)
+    if engine:
+        jobs.append(parse_spec(engine, config))
+        size = _input_size(engine)
     jobs += [parse_spec(spec, config, size) for spec in config.vs]
     if config.video:
-        if not config.engine:
+        if not engine:
             raise InputError("--video needs --engine: the artefact to run on it")
-        base = {"path": config.engine, "video": config.video, "threads": config.threads,
+        base = {"path": engine, "video": config.video, "threads": config.threads,
                 "max_frames": config.max_frames}
         for name, extra in (("video pipelined, JSON", dict(outputs="json")),
                             ("video pipelined, JSON + annotated video", dict(outputs="all")),
@@ -128,12 +160,13 @@ def plan_jobs(config):
 
 def memory_job(config, frames=None):
     """The job that reads peak RSS every 1000 frames of a pipelined run over ``config.memory``."""
-    if not config.engine:
+    engine = engine_spec(config)
+    if not engine:
         raise InputError("--memory needs --engine: the artefact to run on the video")
     frames = frames or config.max_frames or _video_length(config.memory)
     marks = sorted(set(list(range(1000, frames + 1, 1000)) + [min(100, frames), frames]))
     return {"name": "memory: pipelined, JSON + annotated video", "measure": "video",
-            "args": {"path": config.engine, "video": config.memory, "threads": config.threads,
+            "args": {"path": engine, "video": config.memory, "threads": config.threads,
                      "in_flight": config.in_flight, "max_frames": config.max_frames, "outputs": "all",
                      "checkpoints": marks}}
 

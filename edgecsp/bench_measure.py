@@ -53,20 +53,39 @@ def _blob(size, batch=1):
     return np.repeat(x, batch, axis=0)
 
 
+def open_measured(path, threads=None):
+    """An unopened runner for an artefact path or a ``grpc://HOST:PORT/MODEL`` model on a Triton server."""
+    from edgecsp.serving.client import is_server_spec, open_server_runner
+
+    if is_server_spec(path):
+        return open_server_runner(path, threads=threads)
+    from edgecsp.backends import open_runner
+
+    return open_runner(path, **({"threads": threads} if threads else {}))
+
+
+def backend_label(path):
+    from edgecsp.serving.client import is_server_spec
+
+    if is_server_spec(path):
+        return "triton"
+    from edgecsp.backends import backend_for_path
+
+    return backend_for_path(path)
+
+
 def measure_artefact(path, seconds=3.0, warmup=10, in_flight=3, threads=None):
     """Latency (one request at a time) and throughput (``in_flight`` requests running) of an edgecsp artefact."""
     from collections import deque
 
-    from edgecsp.backends import backend_for_path, open_runner
     from edgecsp.runtime.preprocess import preprocess
 
-    options = {"threads": threads} if threads else {}
-    with open_runner(path, **options) as runner:
+    with open_measured(path, threads) as runner:
         meta = runner.meta
         batch = runner.input_shape[0] or 1
         x, _ = preprocess([sample_frame()] * batch, meta)
         latency = _percentiles(_time_calls(lambda: runner.infer(x), seconds, warmup))
-    with open_runner(path, **options).set_in_flight(in_flight) as runner:
+    with open_measured(path, threads).set_in_flight(in_flight) as runner:
         pending = deque()
         for _ in range(max(warmup, 2 * in_flight)):
             pending.append(runner.submit(x))
@@ -86,7 +105,7 @@ def measure_artefact(path, seconds=3.0, warmup=10, in_flight=3, threads=None):
             pending.popleft().result()
         elapsed = time.perf_counter() - t0
         real_in_flight = runner.in_flight
-    return OrderedDict([("backend", backend_for_path(path)), ("precision", meta.extra.get("precision", "fp32")),
+    return OrderedDict([("backend", backend_label(path)), ("precision", meta.extra.get("precision", "fp32")),
                         ("input", list(meta.input_size)), ("batch", int(batch)), ("latency_ms", latency),
                         ("throughput_fps", requests * batch / elapsed), ("in_flight", real_in_flight)])
 
@@ -174,11 +193,9 @@ def measure_video(path, video, sync=False, in_flight=3, threads=None, max_frames
     """
     if outputs not in ("all", "json", "none"):
         raise InputError("outputs must be all, json or none, got {!r}".format(outputs))
-    from edgecsp.backends import open_runner
     from edgecsp.runtime.pipeline import run_pipeline
 
-    options = {"threads": threads} if threads else {}
-    runner = open_runner(path, **options)
+    runner = open_measured(path, threads)
     if not sync:
         runner.set_in_flight(in_flight)
     marks = sorted(int(c) for c in checkpoints)

@@ -41,6 +41,12 @@ class UnsupportedError(EdgeCSPError):
     exit_code = 7
 
 
+class ServerError(EdgeCSPError):
+    """An inference server could not be reached, could not start, or answered a request with an error."""
+
+    exit_code = 8
+
+
 EXIT_CODES = [
     (0, "success"),
     (1, "other edgecsp error"),
@@ -50,6 +56,7 @@ EXIT_CODES = [
     (MetadataError.exit_code, "artefact without (valid) edgecsp metadata"),
     (VerificationError.exit_code, "parity check failed (export/simplify/build outputs differ)"),
     (UnsupportedError.exit_code, "unsupported target, precision, operator or combination"),
+    (ServerError.exit_code, "an inference server is unreachable, did not start or failed a request"),
     (130, "interrupted (Ctrl-C)"),
     (141, "stdout closed early (broken pipe)"),
 ]

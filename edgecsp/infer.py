@@ -9,7 +9,7 @@ from edgecsp.validate import fraction, iou_threshold, optional, positive_int
 
 
 class InferConfig(NamedTuple):
-    engine: str  # .onnx (ONNX Runtime) or .xml (OpenVINO IR)
+    engine: Optional[str]  # .onnx (ONNX Runtime), .xml (OpenVINO IR), TensorRT engine; or None with server
     source: object  # video file, image, folder of images, camera index or URL; or a list of them (streams)
     conf: float = 0.25
     iou: float = 0.45
@@ -25,6 +25,8 @@ class InferConfig(NamedTuple):
     in_flight: Optional[int] = None  # requests running at once (default DEFAULT_IN_FLIGHT)
     gst: bool = False  # open sources as Jetson GStreamer pipelines (csi://N, rtsp://, files, raw pipelines)
     gst_codec: str = "h264"  # codec of files / RTSP streams decoded by nvv4l2decoder
+    server: Optional[str] = None  # grpc://HOST:PORT of a Triton server running the network (instead of engine)
+    model: Optional[str] = None  # the model's name on the server
 
 
 def check_options(config):
@@ -36,9 +38,28 @@ def check_options(config):
     optional(positive_int, config.in_flight, "--in-flight")
     if config.sync and config.in_flight is not None:
         raise InputError("--sync runs one request at a time: drop --in-flight or --sync")
+    if (config.engine is None) == (config.server is None):
+        raise InputError("pass either --engine ARTEFACT or --server grpc://HOST:PORT --model NAME")
+    if config.server is None and config.model is not None:
+        raise InputError("--model names a model on a server: pass --server grpc://HOST:PORT too")
+    if config.server is not None:
+        from edgecsp.serving.client import server_spec
+
+        server_spec(config.server, config.model)  # a bad URL or no --model fails before any source opens
     kind, source_options = _source_kind(config)
     check_sources(stream_sources(config), kind, **source_options)
     return make_sinks(config)
+
+
+def open_configured_runner(config):
+    """The unopened runner of ``config``: the local artefact's, or a ``TritonRunner`` on the server's model."""
+    if config.server is not None:
+        from edgecsp.serving.client import open_server_runner, server_spec
+
+        return open_server_runner(server_spec(config.server, config.model), threads=config.threads)
+    from edgecsp.backends import open_runner
+
+    return open_runner(config.engine, **({"threads": config.threads} if config.threads else {}))
 
 
 def _source_kind(config):
@@ -66,20 +87,18 @@ def stream_sources(config):
 def infer(config, log=None):
     """Run ``config.engine`` over ``config.source``; returns the runtime's PipelineResult."""
     from edgecsp._lazy import check_numpy
-    from edgecsp.backends import open_runner
 
     check_numpy()  # this runs on the device: a JetPack numpy older than the floor fails here, in one line
     sinks = check_options(config)
     kind, source_options = _source_kind(config)
-    options = {"threads": config.threads} if config.threads else {}
-    runner = open_runner(config.engine, **options)
+    runner = open_configured_runner(config)
     in_flight = None if config.sync else (config.in_flight or DEFAULT_IN_FLIGHT)
     if in_flight:
         runner.set_in_flight(in_flight)  # before entering: backends size their request pools when loading
     with runner, open_sources(stream_sources(config), kind, **source_options) as sources:
         if runner.meta.task != "detect":
             raise UnsupportedError("{} is a {} model: `edgecsp infer` runs detectors".format(
-                config.engine, runner.meta.task))
+                config.engine or config.model, runner.meta.task))
         return run_pipeline(runner, sources, DetectOptions(config.conf, config.iou, config.max_det,
                                                            config.class_agnostic),
                             sinks=sinks, max_frames=config.max_frames, progress=config.progress, log=log,

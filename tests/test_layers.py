@@ -19,6 +19,7 @@ LAYERS = [
     ("cli", ["edgecsp.cli"]),
     ("bench", ["edgecsp.bench"]),
     ("library commands", ["edgecsp.build", "edgecsp.infer", "edgecsp.bench_measure"]),
+    ("serving", ["edgecsp.serving"]),
     ("training", ["edgecsp.training"]),
     ("evaluation", ["edgecsp.evaluation"]),
     ("export and backends", ["edgecsp.export", "edgecsp.backends"]),

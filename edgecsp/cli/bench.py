@@ -4,9 +4,12 @@ from edgecsp.backends import artefact_help
 
 def add_arguments(p):
     p.add_argument("--engine", "-e", help="artefact to measure ({}); ratios are against it".format(artefact_help()))
+    p.add_argument("--server", metavar="grpc://HOST:PORT",
+                   help="measure model --model on this Triton server instead of a local artefact")
+    p.add_argument("--model", metavar="NAME", help="the model's name on --server")
     p.add_argument("--vs", nargs="+", default=[], metavar="SPEC",
                    help="baselines measured in the same run, each in its own process, alternated: another artefact "
-                        "(an FP16/INT8 build, another backend's), torch:MODEL|CARD.json|CFG,WEIGHTS (PyTorch "
+                        "(an FP16/INT8 build, another backend's), a model on a Triton server (grpc://HOST:PORT/MODEL), torch:MODEL|CARD.json|CFG,WEIGHTS (PyTorch "
                         "eager on the source model), opencv:CFG,WEIGHTS (OpenCV DNN on a darknet model)")
     p.add_argument("--video", help="also run the engine on this video (pipelined and --sync): fps and ms per stage")
     p.add_argument("--max-frames", type=int, help="frames of the video runs (default: all)")
@@ -34,7 +37,8 @@ def run(args):
     optional(positive_int, args.max_frames, "--max-frames")
     config = BenchConfig(engine=args.engine, vs=tuple(args.vs), video=args.video, max_frames=args.max_frames,
                          seconds=args.seconds, warmup=args.warmup, in_flight=args.in_flight, threads=args.threads,
-                         rounds=args.rounds, json=args.json, memory=args.memory, nms=args.nms)
+                         rounds=args.rounds, json=args.json, memory=args.memory, nms=args.nms,
+                         server=args.server, model=args.model)
     report = bench(config, log=print)
     print(format_report(report))
     if args.json:

@@ -3,7 +3,10 @@ from edgecsp.backends import artefact_help
 
 
 def add_arguments(p):
-    p.add_argument("--engine", "-e", required=True, help="artefact: " + artefact_help())
+    p.add_argument("--engine", "-e", help="artefact: " + artefact_help())
+    p.add_argument("--server", metavar="grpc://HOST:PORT", help="run the network on this Triton server instead "
+                   "(`edgecsp serve` or `edgecsp package --triton`); the rest of the pipeline runs here")
+    p.add_argument("--model", metavar="NAME", help="the model's name on --server")
     p.add_argument("source", nargs="+", help="video file, image, folder of images, camera index (0) or rtsp:// / "
                    "http:// URL; several run as streams at once (outputs get -0, -1 ... suffixes)")
     p.add_argument("--conf", type=float, default=0.25, help="score threshold, objectness x class (default 0.25)")
@@ -29,7 +32,7 @@ def add_arguments(p):
 def run(args):
     from edgecsp.infer import InferConfig, infer
 
-    config = InferConfig(engine=args.engine, source=args.source, conf=args.conf, iou=args.iou,
+    config = InferConfig(engine=args.engine, server=args.server, model=args.model, source=args.source, conf=args.conf, iou=args.iou,
                          max_det=args.max_det, class_agnostic=args.agnostic_nms, save=args.save, json=args.json,
                          max_frames=args.max_frames, threads=args.threads,
                          progress=False if args.no_progress else None, streams=args.streams, sync=args.sync,
