@@ -15,7 +15,9 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
-	$(BIN)/pip install --disable-pip-version-check -q -e ".[export,cpu,dev,quantize,eval,bench]"
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[export,cpu,dev,quantize,eval,bench,serve]"
+	# a real Triton server for `edgecsp serve` and its tests; --no-deps: edgecsp needs only its binary
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps nvidia-pytriton==0.7.0
 	touch $@
 
 demo: venv

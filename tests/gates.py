@@ -30,6 +30,20 @@ def _opencv_darknet():
     return available("cv2") and hasattr(getattr(importlib.import_module("cv2"), "dnn", None), "readNetFromDarknet")
 
 
+def _tritonserver():
+    """A Triton server edgecsp can start here (``edgecsp.serving.server.find_tritonserver``, a shared libpython)."""
+    import sysconfig
+
+    from edgecsp.errors import EdgeCSPError
+    from edgecsp.serving.server import find_tritonserver
+
+    try:
+        find_tritonserver()
+    except EdgeCSPError:
+        return False
+    return bool(sysconfig.get_config_var("Py_ENABLE_SHARED"))
+
+
 def _nvidia_gpu():
     return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-ctrl-gpu")
 
@@ -51,6 +65,10 @@ GATES = dict(
                   "faster-coco-eval or pycocotools (pip install 'edgecsp[eval]')", True)),
         ("vermin", (lambda: _tool("vermin") is not None, "vermin (pip install 'edgecsp[dev]')", True)),
         ("hadolint", (lambda: _tool("hadolint") is not None, "hadolint (pip install 'edgecsp[dev]')", True)),
+        ("tritonclient", (lambda: available("tritonclient.grpc"), "tritonclient[grpc] (pip install 'edgecsp[serve]')",
+                          True)),
+        ("tritonserver", (_tritonserver, "a Triton server (`pip install --no-deps nvidia-pytriton==0.7.0`, as `make "
+                                         "test` does) and a Python with a shared libpython", True)),
         ("fixtures", (lambda: os.path.isdir(SHARED_FIXTURES), "../shared/fixtures beside the clone", True)),
         ("gpu", (_nvidia_gpu, "an NVIDIA GPU", False)),
         ("jetson", (lambda: os.path.isfile("/etc/nv_tegra_release"), "a Jetson (L4T)", False)),
