@@ -99,6 +99,9 @@ def infer(config, log=None):
         if runner.meta.task != "detect":
             raise UnsupportedError("{} is a {} model: `edgecsp infer` runs detectors".format(
                 config.engine or config.model, runner.meta.task))
+        from edgecsp.runtime.decode import check_layout
+
+        check_layout(runner.meta)  # a model decoded in the graph (for DeepStream) fails here, before any frame
         return run_pipeline(runner, sources, DetectOptions(config.conf, config.iou, config.max_det,
                                                            config.class_agnostic),
                             sinks=sinks, max_frames=config.max_frames, progress=config.progress, log=log,

@@ -42,12 +42,21 @@ def add_arguments(p):
     p.add_argument("--input-size", help="HEIGHTxWIDTH (default: the model's; multiple of 32)")
     p.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
     p.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic")
+    p.add_argument("--decode-in-graph", action="store_true",
+                   help="append the YOLO decode: one (N, M, 6) output of x1,y1,x2,y2,score,class in input pixels, "
+                        "the layout DeepStream-Yolo's NvDsInferParseYolo reads (for `edgecsp package --deepstream`; "
+                        "edgecsp's own runtime runs the export without it)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
     p.add_argument("--no-verify", action="store_true", help="skip the PyTorch vs ONNX Runtime parity check")
 
 
 def run(args):
     if args.onnx:
+        if args.decode_in_graph:
+            from edgecsp.errors import InputError
+
+            raise InputError("--decode-in-graph applies to models edgecsp exports (registry, --card, --darknet): "
+                             "attach the metadata first, then export the model itself with --decode-in-graph")
         return _attach(args)
     from edgecsp.export.onnx_export import ExportConfig, export
 
@@ -55,7 +64,8 @@ def run(args):
                           opset=args.opset, input_size=_size(args.input_size) if args.input_size else None,
                           batch=args.batch, dynamic_batch=args.dynamic_batch, simplify=not args.no_simplify,
                           verify=not args.no_verify, darknet_cfg=args.darknet[0] if args.darknet else None,
-                          darknet_weights=args.darknet[1] if args.darknet else None, names_file=args.names)
+                          darknet_weights=args.darknet[1] if args.darknet else None, names_file=args.names,
+                          decode_in_graph=args.decode_in_graph)
     report = export(config, log=print)
     print("wrote {} (opset {}, {} -> {} nodes, PyTorch vs ONNX Runtime max |diff| {:.2g} on outputs up to {:.3g}, "
           "{:.1f} s)".format(report.path, report.opset, report.nodes_raw, report.nodes_simplified,

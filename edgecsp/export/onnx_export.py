@@ -46,6 +46,7 @@ class ExportConfig(NamedTuple):
     darknet_cfg: Optional[str] = None  # with darknet_weights: import a darknet model (edgecsp.darknet)
     darknet_weights: Optional[str] = None
     names_file: Optional[str] = None  # darknet .names (one class per line); default class0..classN-1
+    decode_in_graph: bool = False  # append the YOLO decode: one (N, M, 6) output for DeepStream (decode_graph.py)
 
 
 class ExportReport(NamedTuple):
@@ -58,6 +59,7 @@ class ExportReport(NamedTuple):
     simplified_vs_raw_max_abs: float
     seconds: float
     reference_max_abs: float = float("nan")  # largest |PyTorch output|: the scale the diffs are relative to
+    decode_max_abs: float = float("nan")  # --decode-in-graph: graph decode vs edgecsp's numpy decode
 
 
 def load_torch_model(config):
@@ -258,5 +260,41 @@ def export(config, log=None):
                 _check_close("simplified vs raw ONNX", got_raw, got, 1e-5, 1e-5)
             log("verified: PyTorch vs ONNX Runtime max |diff| {:.3g}, simplified vs raw {:.3g}".format(
                 diff_torch, diff_simplified))
+        diff_decode = float("nan")
+        if config.decode_in_graph:
+            meta, diff_decode = _decode_in_graph(onnx, final, meta, final_path, config)
+            log("decode in the graph: vs edgecsp's numpy decode max |diff| {:.3g} px".format(diff_decode))
     return ExportReport(output, meta, config.opset, nodes_raw, nodes_simplified, diff_torch, diff_simplified,
-                        time.time() - started, ref_scale)
+                        time.time() - started, ref_scale, diff_decode)
+
+
+DECODE_ATOL = 1e-4  # pixels; plus DECODE_RTOL of the coordinate (float32 rounding of up to 640 px coordinates)
+DECODE_RTOL = 1e-6
+
+
+def _decode_in_graph(onnx, final, meta, final_path, config):
+    """Append the decode (``decode_graph.append_decode``) to the verified model at ``final_path`` and check the
+    new output against the numpy decode of the raw outputs on the same input; ``(new meta, max |diff|)``."""
+    from edgecsp.errors import VerificationError
+    from edgecsp.export.decode_graph import append_decode, decode_reference
+
+    decoded, decoded_meta = append_decode(final, meta)
+    decoded = set_onnx_meta(decoded, decoded_meta)
+    x = sample_input((config.batch, 3) + tuple(meta.input_size), seed=1)
+    raw_names = [o.name for o in final.graph.output]
+    want = decode_reference(dict(zip(raw_names, run_onnx(final_path, x))), meta)
+    onnx.save(decoded, final_path)
+    check_model(final_path, config.opset)
+    got = run_onnx(final_path, x)[0]
+    if got.shape != want.shape:
+        raise VerificationError("the decoded output is shaped {} but the numpy decode gives {}: report this".format(
+            got.shape, want.shape))
+    box_diff = np.abs(got[..., :5] - want[..., :5])
+    worst = float(box_diff.max())
+    bound = DECODE_ATOL + DECODE_RTOL * np.abs(want[..., :5])
+    # the class index may differ only where two classes score the same to float rounding
+    scores_tied = np.isclose(got[..., 4], want[..., 4], atol=1e-6)
+    if (box_diff > bound).any() or not (scores_tied | (got[..., 5] == want[..., 5])).all():
+        raise VerificationError("the decode appended to the graph differs from edgecsp's numpy decode by {:.3g} "
+                                "(bound {:g}): report this with the model".format(worst, DECODE_ATOL))
+    return decoded_meta, worst

@@ -129,10 +129,18 @@ def _ordered_outputs(outputs, meta):
     return list(outputs)
 
 
+def check_layout(meta):
+    """MetadataError unless the runtime can decode ``meta``'s outputs (layout ``yolo_raw``)."""
+    if meta.layout != "yolo_raw":
+        if meta.layout == "yolo_decoded":
+            raise MetadataError("this model decodes its boxes in the graph (exported with --decode-in-graph, for "
+                                "DeepStream): run the export without --decode-in-graph with edgecsp")
+        raise MetadataError("cannot decode output layout {!r}: this edgecsp decodes yolo_raw only".format(meta.layout))
+
+
 def _head_arrays(outputs, meta):
     """The outputs of a ``yolo_raw`` model as a list in heads order; MetadataError when they cannot be that."""
-    if meta.layout != "yolo_raw":
-        raise MetadataError("cannot decode output layout {!r}: this edgecsp decodes yolo_raw only".format(meta.layout))
+    check_layout(meta)
     arrays = _ordered_outputs(outputs, meta)
     if len(arrays) != len(meta.heads):
         raise MetadataError("the model returned {} outputs but its metadata describes {} heads: re-export the "

@@ -18,6 +18,9 @@ FORMAT_VERSION = 1
 # what an artefact's input takes: the runtime's float32 NCHW batch (pixels * scale, in channel_order), or the
 # letterboxed uint8 NHWC BGR frames themselves, the graph doing the channel swap, scaling and layout
 FLOAT_NCHW, UINT8_NHWC_BGR = "float_nchw", "uint8_nhwc_bgr"
+# detection output layouts: the raw heads (what the runtime decodes), or the decode appended in the graph for
+# DeepStream (`edgecsp export --decode-in-graph`): one (N, M, 6) output of x1, y1, x2, y2, score, class
+RAW_LAYOUT, DECODED_LAYOUT = "yolo_raw", "yolo_decoded"
 INPUT_FORMS = (FLOAT_NCHW, UINT8_NHWC_BGR)
 
 
@@ -106,11 +109,13 @@ class ModelMeta(NamedTuple):
         if self.task not in ("detect", "classify"):
             problems.append("task must be detect or classify, not {!r}".format(self.task))
         if self.task == "detect":
-            if self.layout != "yolo_raw":
+            if self.layout not in (RAW_LAYOUT, DECODED_LAYOUT):
                 problems.append("unknown output layout {!r}".format(self.layout))
             if not self.heads:
                 problems.append("a detector needs at least one head")
-            if self.outputs and len(self.outputs) != len(self.heads):
+            if self.layout == DECODED_LAYOUT and len(self.outputs) != 1:
+                problems.append("a decoded ({}) model has one output, not {}".format(DECODED_LAYOUT, len(self.outputs)))
+            if self.layout == RAW_LAYOUT and self.outputs and len(self.outputs) != len(self.heads):
                 problems.append("{} outputs for {} heads".format(len(self.outputs), len(self.heads)))
             for h in self.heads:
                 if h.stride <= 0 or not h.anchors:
