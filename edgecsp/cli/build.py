@@ -6,13 +6,13 @@ other machine this writes a device bundle (a folder) and prints the command to r
 import os
 
 # --flag -> TensorRT build option (edgecsp.backends.tensorrt.options.TensorRTOptions)
-_TRT_OPTIONS = (("workspace", "workspace_mib"), ("calib", "calib"),
+_TRT_OPTIONS = (("workspace", "workspace_mib"), ("calib", "calib"), ("input", "input_form"),
                 ("calib_method", "calib_method"), ("calib_cache", "calib_cache"), ("dla_core", "dla_core"),
                 ("max_batch", "max_batch"), ("fp32_tensor", "fp32_tensors"), ("timing_cache", "timing_cache"))
 # --flag -> INT8 option of the cpu / cpu-ort targets (edgecsp.calibration.config.int8_options)
 _INT8_OPTIONS = (("calib_count", "calib_count"), ("calib_seed", "calib_seed"), ("calib_every", "calib_every"),
                  ("max_drop", "max_drop"), ("val_data", "val_data"), ("val_images", "val_images"),
-                 ("val_metric", "val_metric"), ("input", "input_form"), ("int8_preset", "int8_preset"))
+                 ("val_metric", "val_metric"), ("int8_preset", "int8_preset"))
 
 
 def add_arguments(p):
@@ -22,7 +22,7 @@ def add_arguments(p):
     p.add_argument("--input", choices=("uint8", "float"),
                    help="cpu / cpu-ort: what the artefact takes: uint8 (default) = the letterboxed uint8 HWC BGR "
                         "frame, the graph doing the channel swap, scaling and layout; float = the float32 NCHW "
-                        "batch (TensorRT targets: float only, until uint8 is measured on a device)")
+                        "batch (TensorRT targets: float by default; uint8 is an opt-in for TensorRT 8.5+ targets, never measured on a device)")
     p.add_argument("-o", "--output", help="output path, or an existing folder to write the default name into "
                                           "(default engines/<onnx stem>-<target>-<precision>.<ext>, or ...-bundle/ "
                                           "for a device bundle)")

@@ -20,14 +20,14 @@ from edgecsp.backends.tensorrt.fit import fit_graph
 from edgecsp.backends.tensorrt.lint import errors_of, lint_model, matrix_key, raise_on_errors
 from edgecsp.backends.tensorrt.manifest import BUNDLE_MANIFEST, BundleManifest, to_json
 from edgecsp.backends.tensorrt.options import make_options
-from edgecsp.backends.tensorrt.policy import (OVERRIDE_FLAG, check_device_calibration, check_dla,
+from edgecsp.backends.tensorrt.policy import (OVERRIDE_FLAG, check_device_calibration, check_dla, check_input_form,
                                              check_precision_policy, sm_label)
 from edgecsp.backends.tensorrt.trtexec import (TRTEXEC, format_command, int8_problem, supports_layer_precisions,
                                                trtexec_args)
 from edgecsp.calibration.config import SOURCE_HELP
 from edgecsp.calibration.provenance import provenance_path, reusable_cache
 from edgecsp.errors import InputError, UnsupportedError
-from edgecsp.onnxio import load_onnx, set_onnx_meta
+from edgecsp.onnxio import add_uint8_input, load_onnx, set_onnx_meta
 from edgecsp.targets import get_target
 
 BACKEND = "tensorrt"
@@ -215,6 +215,7 @@ def write_bundle(onnx_path, out_dir, precision=None, target="tx2", **options):
     opts = make_options(**options)
     precision = check_precision_policy(target, precision, opts.allow_slow_int8)
     dla_core = check_dla(target, opts.dla_core, precision)
+    input_form = check_input_form(target, opts.input_form, precision)
     if precision == "int8" and not (opts.calib or opts.calib_cache):
         raise InputError("INT8 needs calibration data: pass --calib with " + SOURCE_HELP + " (or --calib-cache with a "
                          "TensorRT cache or the .calibration.json of an earlier bundle)")
@@ -229,13 +230,19 @@ def write_bundle(onnx_path, out_dir, precision=None, target="tx2", **options):
     source_sha = file_sha256(source_path)
     meta = meta.with_extra(target=target.name, precision=precision, backend=BACKEND, source_onnx_sha256=source_sha)
     set_onnx_meta(model, meta)
-    input_name, input_shape, outputs = _input_signature(model)
+    bundled = model  # what the device builds: with --input uint8, the float network behind a uint8 prefix
+    if input_form != meta.input_form:
+        bundled = onnx.ModelProto()
+        bundled.CopyFrom(model)
+        meta = meta._replace(input_form=input_form)
+        set_onnx_meta(add_uint8_input(bundled, meta), meta)
+    input_name, input_shape, outputs = _input_signature(bundled)
     given = _given_cache(opts, source_sha, meta) if precision == "int8" and opts.calib_cache else None
     calib_set = calibration_set(opts, meta, batch_size_of(input_shape)) if opts.calib else None
 
     with atomic_folder(out_dir) as folder:  # an older bundle there is replaced whole, once this one is complete
         onnx_name = os.path.splitext(where)[0] + ".onnx"
-        onnx.save(model, os.path.join(folder, onnx_name))
+        onnx.save(bundled, os.path.join(folder, onnx_name))
         fp16_record = {"ran": False, "why_not": "no calibration images (--calib)"}
         overflowing = []
         if not opts.fp16_check:

@@ -33,6 +33,7 @@ class TensorRTOptions(NamedTuple):
     calibrate_on: str = "host"  # INT8 scales from the host (ONNX Runtime, cache in the bundle) or the device (TRT)
     timing_cache: Optional[str] = None  # device: TensorRT timing cache file (default: next to the engine)
     simplify: bool = True  # host: run onnxsim before the lint
+    input_form: Optional[str] = None  # --input uint8 (TensorRT 8.5+ targets, opt-in) | float (default)
 
 
 BUILD_OPTIONS = TensorRTOptions._fields

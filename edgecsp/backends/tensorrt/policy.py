@@ -47,6 +47,31 @@ def check_precision_policy(target, precision=None, allow_slow_int8=False):
     return precision
 
 
+UINT8_INPUT_SINCE = (8, 5)  # tensorrt.DataType.UINT8 (network inputs/outputs) first appears in TensorRT 8.5
+
+
+def check_input_form(target, input_form, precision):
+    # type: (...) -> str
+    """The input form of a TensorRT build: float NCHW unless ``--input uint8`` is asked for (an opt-in until it
+    is measured on a device). UnsupportedError where TensorRT has no uint8 inputs (8.2 on JetPack 4.6: tx2,
+    nano) and for INT8 (the calibrators feed float batches)."""
+    from edgecsp.onnxio import input_form_of
+    from edgecsp.runtime.meta import FLOAT_NCHW, UINT8_NHWC_BGR
+
+    form = input_form_of(input_form, default="float")
+    if form == FLOAT_NCHW:
+        return form
+    target = get_target(target)
+    lowest = target.trt_version[0] if target.trt_version else "0"
+    if major_minor(lowest) < UINT8_INPUT_SINCE:
+        raise UnsupportedError("--input uint8 needs TensorRT 8.5 or newer (uint8 network inputs), but {} runs "
+                               "TensorRT {}: build with --input float (the default)".format(target.name, lowest))
+    if precision == "int8":
+        raise UnsupportedError("--input uint8 is not supported with TensorRT INT8 yet (the calibrators feed float "
+                               "batches): build int8 with --input float, or fp16 with --input uint8")
+    return UINT8_NHWC_BGR
+
+
 def check_dla(target, dla_core, precision):
     # type: (...) -> Optional[int]
     """``dla_core`` when the target has DLA and the precision runs on it; UnsupportedError otherwise."""

@@ -34,6 +34,18 @@ def read_meta(path):
     return engine_meta(path)
 
 
+def check_engine_inputs(inputs, meta, where):
+    """UnsupportedError unless the engine has one input of the dtype its metadata's input form says (float32 for
+    float NCHW, uint8 for the letterboxed frames of an ``--input uint8`` build)."""
+    from edgecsp.runtime.meta import UINT8_NHWC_BGR
+
+    wanted = "uint8" if meta.input_form == UINT8_NHWC_BGR else "float32"
+    if len(inputs) != 1 or inputs[0].dtype != wanted:
+        raise UnsupportedError("{} has inputs {}; its metadata (input form {}) says one {} input: rebuild it with "
+                               "`edgecsp build`".format(where, [(t.name, t.dtype) for t in inputs], meta.input_form,
+                                                        wanted))
+
+
 def concrete_shape(shape, batch, where="tensor"):
     # type: (Sequence[int], int, str) -> Tuple[int, ...]
     """``shape`` with a dynamic batch (-1 in front) set to ``batch``; UnsupportedError for other dynamic dims."""
@@ -126,9 +138,7 @@ class TensorRTRunner(BaseRunner):
         self._exec = self._engine.create_execution_context()
         self._io = _describe_io(trt, self._engine)
         inputs = [t for t in self._io if t.is_input]
-        if len(inputs) != 1 or inputs[0].dtype != "float32":
-            raise UnsupportedError("{} has inputs {}; edgecsp runs engines with one float32 input".format(
-                os.path.basename(self.path), [(t.name, t.dtype) for t in inputs]))
+        check_engine_inputs(inputs, meta, os.path.basename(self.path))
         self._max_batch = engine_max_batch(inputs[0].shape, manifest.max_batch)
         for name, (shape, dtype) in plan_buffers(self._io, self._max_batch).items():
             self._host[name] = self._cuda.pagelocked_empty(int(np.prod(shape)), dtype=np.dtype(dtype))

@@ -268,3 +268,54 @@ def test_exported_demo_model_bundles_for_tx2(tmp_path, capsys):
     assert FILES - {"tiny.onnx"} | {"demo.onnx"} <= set(os.listdir(str(out)))
     assert read_bundle(str(out)).input_shape == [1, 3, 64, 64]
     assert read_artefact_meta(demo).model == "shapes_tiny_csp"
+
+
+def test_uint8_input_is_an_opt_in_for_tensorrt_8_5_and_newer(demo_onnx, tmp_path, capsys):
+    """--input uint8: the bundled ONNX takes the letterboxed frames and computes what the float one does on the
+    runtime's preprocessing; refused where TensorRT has no uint8 inputs (8.2: tx2, nano) and for INT8."""
+    import onnxruntime as ort
+
+    from edgecsp.backends.tensorrt.policy import check_input_form
+    from edgecsp.runtime.meta import FLOAT_NCHW, UINT8_NHWC_BGR
+    from edgecsp.runtime.preprocess import preprocess
+
+    assert check_input_form("tx2", None, "fp16") == FLOAT_NCHW  # float stays the default everywhere
+    assert check_input_form("orin", "uint8", "fp16") == UINT8_NHWC_BGR
+    for target, precision, message in (("tx2", "fp16", "needs TensorRT 8.5 or newer .* tx2 runs TensorRT 8.2.1"),
+                                       ("nano", "fp16", "nano runs TensorRT 8.2.1"),
+                                       ("orin", "int8", "not supported with TensorRT INT8")):
+        with pytest.raises(UnsupportedError, match=message):
+            check_input_form(target, "uint8", precision)
+    out = str(tmp_path / "orin-bundle")
+    write_bundle(demo_onnx, out, precision="fp16", target="orin", input_form="uint8")
+    manifest = read_bundle(out)
+    assert manifest.input_shape == [1, 256, 256, 3] and manifest.meta["input_form"] == UINT8_NHWC_BGR
+    frames = [np.random.RandomState(3).randint(0, 255, (200, 320, 3)).astype(np.uint8)]
+    meta = read_artefact_meta(demo_onnx)
+    floats, _ = preprocess(frames, meta)
+    frames_in, _ = preprocess(frames, meta._replace(input_form=UINT8_NHWC_BGR))
+    float_session = ort.InferenceSession(demo_onnx, providers=["CPUExecutionProvider"])
+    uint8_session = ort.InferenceSession(os.path.join(out, manifest.onnx), providers=["CPUExecutionProvider"])
+    assert uint8_session.get_inputs()[0].type == "tensor(uint8)"
+    want = float_session.run(None, {"images": floats})
+    got = uint8_session.run(None, {"images": frames_in})
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert main(["build", "--target", "tx2", "--input", "uint8", demo_onnx, "-o", str(tmp_path / "no")]) == 7
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "--input float (the default)" in err[0] and not os.path.exists(str(tmp_path / "no"))
+
+
+def test_engine_inputs_must_match_the_input_form():
+    from edgecsp.backends.tensorrt.runner import TensorIO, check_engine_inputs
+    from edgecsp.runtime.meta import UINT8_NHWC_BGR
+
+    meta = trt_models.tiny_meta()
+    float_input = [TensorIO("images", True, (1, 3, 32, 32), "float32", 0)]
+    uint8_input = [TensorIO("images", True, (1, 32, 32, 3), "uint8", 0)]
+    check_engine_inputs(float_input, meta, "m.engine")
+    check_engine_inputs(uint8_input, meta._replace(input_form=UINT8_NHWC_BGR), "m.engine")
+    with pytest.raises(UnsupportedError, match=r"input form uint8_nhwc_bgr\) says one uint8 input"):
+        check_engine_inputs(float_input, meta._replace(input_form=UINT8_NHWC_BGR), "m.engine")
+    with pytest.raises(UnsupportedError, match="says one float32 input"):
+        check_engine_inputs(uint8_input, meta, "m.engine")
