@@ -59,15 +59,22 @@ def openvino_interface(path):
 def tensorrt_interface(path):
     """From the engine's sidecar manifest (no TensorRT needed): engines take float32 NCHW and write float32."""
     from edgecsp.backends.tensorrt.manifest import read_engine_manifest
-    from edgecsp.runtime.meta import ModelMeta, expected_channels
+    from edgecsp.runtime.meta import DECODED_LAYOUT, ModelMeta, expected_channels
 
     manifest = read_engine_manifest(path)
     meta = ModelMeta.from_dict(manifest.meta, path)
     shape = tuple(manifest.input_shape)
     height, width = meta.input_size
-    outputs = [TensorSpec(name, "float32", (shape[0], expected_channels(meta, i), height // head.stride,
-                                            width // head.stride))
-               for i, (name, head) in enumerate(zip(manifest.outputs, meta.heads))]
+    if meta.layout == DECODED_LAYOUT:  # one (N, M, 6) output: the decode appended for DeepStream
+        cells = int(meta.extra.get("decode_in_graph", {}).get("cells") or 0)
+        if not cells:
+            raise MetadataError("{}'s metadata says the decode is in the graph but not over how many cells: "
+                                "re-export with --decode-in-graph".format(os.path.basename(path)))
+        outputs = [TensorSpec(manifest.outputs[0], "float32", (shape[0], cells, 6))]
+    else:
+        outputs = [TensorSpec(name, "float32", (shape[0], expected_channels(meta, i), height // head.stride,
+                                                width // head.stride))
+                   for i, (name, head) in enumerate(zip(manifest.outputs, meta.heads))]
     return Interface([TensorSpec(manifest.input_name, "float32", shape)], outputs,
                      max_batch=manifest.max_batch if shape and shape[0] is None else None)
 

@@ -89,7 +89,7 @@ def test_openvino_repository_matches_the_ir(demo_ir, tmp_path):
     assert config.instance_group[0].kind == 2  # KIND_CPU
 
 
-def _engine(tmp_path, demo_onnx, max_batch=4):
+def _engine(tmp_path, demo_onnx, max_batch=4, decoded=False):
     """A TensorRT engine file with its manifest (the plan's bytes cannot be built here; the config comes from the
     manifest, as it would on the device)."""
     from edgecsp._files import file_sha256
@@ -99,6 +99,8 @@ def _engine(tmp_path, demo_onnx, max_batch=4):
     engine = tmp_path / "demo.engine"
     engine.write_bytes(b"a plan built on the device")
     meta = read_artefact_meta(demo_onnx)
+    if decoded:  # built from an --decode-in-graph export: one (N, M, 6) output
+        meta = meta._replace(layout="yolo_decoded", outputs=["output"]).with_extra(decode_in_graph={"cells": 960})
     record = EngineManifest(engine=engine.name, engine_sha256=file_sha256(str(engine)), tensorrt="8.2.1.8",
                             gpu="NVIDIA Tegra X2", sm="6.2", target="tx2", precision="fp16", input_name="images",
                             input_shape=[None, 3, 256, 256], outputs=list(meta.outputs), onnx_sha256="b" * 64,
@@ -122,6 +124,13 @@ def test_tensorrt_repository_from_the_manifest(demo_onnx, tmp_path):
                                          "with `edgecsp build --max-batch 8` or pass --max-batch 4"):
         package_triton(str(tmp_path / "repo"), engine, name="again", max_batch=8)
     assert not os.path.exists(str(tmp_path / "repo" / "again"))
+
+
+@pytest.mark.onnxruntime
+def test_tensorrt_repository_of_a_decoded_engine(demo_onnx, tmp_path):
+    engine = _engine(tmp_path, demo_onnx, decoded=True)
+    config = parse(os.path.join(package_triton(str(tmp_path / "repo"), engine, name="ds").folder, "config.pbtxt"))
+    assert [(o.name, list(o.dims)) for o in config.output] == [("output", [960, 6])]
 
 
 @pytest.mark.openvino

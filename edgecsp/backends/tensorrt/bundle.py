@@ -123,6 +123,15 @@ def commands_text(manifest):
     return "\n".join(lines) + "\n"
 
 
+def _next_command(manifest, engine):
+    """What to run with the engine: edgecsp infer, or DeepStream for a model whose decode is in the graph."""
+    from edgecsp.runtime.meta import DECODED_LAYOUT
+
+    if manifest.meta.get("layout") == DECODED_LAYOUT:
+        return "edgecsp package --deepstream ds/ {}   (boxes decoded in the graph: for DeepStream)".format(engine)
+    return "edgecsp infer --engine {} video.mp4".format(engine)
+
+
 def readme_text(manifest):
     # type: (BundleManifest) -> str
     target = get_target(manifest.target)
@@ -139,7 +148,7 @@ def readme_text(manifest):
              "which runs  {}".format(format_command(device_build_args(manifest))),
              "and writes {} (a plain TensorRT engine) and {}.json (its manifest). Then:".format(engine, engine),
              "",
-             "    edgecsp infer --engine {} video.mp4".format(engine),
+             "    " + _next_command(manifest, engine),
              ""]
     if manifest.fp32_layers:
         lines.append("FP16 range check: {} layer(s) overflow FP16 and are kept in FP32 (see {}).".format(
