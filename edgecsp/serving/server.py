@@ -120,6 +120,18 @@ def check_port_free(host, port, what):
                 what, host, port, exc.strerror or exc, what))
 
 
+def _stop_with_parent():
+    """In the server's child process (Linux): SIGTERM it when the process that started it dies, so that a killed
+    `edgecsp serve` or test run leaves no server holding its ports."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux/glibc: stop() still ends it on every normal exit
+
+
 def server_command(install, repository, backends, host, http_port, grpc_port):
     return [install.binary, "--model-repository", repository, "--backend-directory", backends,
             "--http-address", host, "--http-port", str(http_port), "--grpc-address", host,
@@ -176,7 +188,8 @@ class TritonServer(object):
         self._log = open(log_path, "w")
         self.process = subprocess.Popen(server_command(self.install, self.repository, backends, self.host,
                                                        self.http_port, self.grpc_port),
-                                        stdout=self._log, stderr=subprocess.STDOUT, env=env)
+                                        stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                        preexec_fn=_stop_with_parent if sys.platform.startswith("linux") else None)
         self._wait_ready(log_path)
         return self
 
