@@ -108,6 +108,10 @@ class BaseRunner(object):
     def _wait_all(self):
         """Block until every submitted request is done (backends with requests in flight)."""
 
+    def _max_batch_limit(self):
+        """The largest batch a dynamic-batch model takes (a TensorRT profile, a server's max_batch_size); None: any."""
+        return None
+
     # -- shared ------------------------------------------------------------------------------------------------
     def _bind(self, meta, input_name, input_shape, output_names):
         # type: (ModelMeta, str, Sequence[Optional[int]], Sequence[str]) -> None
@@ -160,6 +164,13 @@ class BaseRunner(object):
         # type: () -> Tuple[Optional[int], ...]
         self._require_active()
         return self._input_shape
+
+    @property
+    def max_batch(self):
+        # type: () -> Optional[int]
+        """The largest batch the model takes: its static batch, a backend's limit, or None (any)."""
+        self._require_active()
+        return self._input_shape[0] if self._input_shape[0] is not None else self._max_batch_limit()
 
     @property
     def output_names(self):

@@ -355,11 +355,13 @@ def _wait_quietly(handle):
 
 
 def batch_size_for(runner, streams):
-    """Frames per request: the artefact's static batch, else one per stream (dynamic batch), else 1."""
+    """Frames per request: the artefact's static batch, else one per stream (dynamic batch) up to the runner's
+    ``max_batch`` (a TensorRT profile, a server's max_batch_size), else 1."""
     shape = getattr(runner, "input_shape", None) or (1,)
     if shape[0] is not None:
         return int(shape[0])
-    return max(1, streams)
+    limit = getattr(runner, "max_batch", None)
+    return max(1, min(streams, int(limit)) if limit else streams)
 
 
 def run_pipeline(runner, sources, options=DetectOptions(), sinks=(), max_frames=None, progress=None, log=None,

@@ -96,6 +96,7 @@ class TritonRunner(BaseRunner):
         self._grpc = None
         self._dtype = None
         self._slots = None
+        self._server_max_batch = None
 
     def _activate(self):
         self._grpc = require("tritonclient.grpc", "talking to a Triton server (pip extra edgecsp[serve])")
@@ -120,7 +121,8 @@ class TritonRunner(BaseRunner):
                                 "`edgecsp package --triton` or serve it with `edgecsp serve`".format(
                                     self.model, self.address))
         meta = ModelMeta.from_json(meta_json, "model {!r}".format(self.model))
-        batched = int(config.get("max_batch_size", 0)) > 0
+        self._server_max_batch = int(config.get("max_batch_size", 0)) or None
+        batched = self._server_max_batch is not None
         spec = config["input"][0]
         dims = [int(d) for d in spec["dims"]]
         shape = [None] + dims if batched else dims
@@ -166,6 +168,9 @@ class TritonRunner(BaseRunner):
 
     def _in_flight(self):
         return max(1, int(self._requested_in_flight or 1))
+
+    def _max_batch_limit(self):
+        return self._server_max_batch
 
     def _submit(self, batch):
         if not self._requested_in_flight:

@@ -237,3 +237,19 @@ def test_sinks_are_picked_by_option_and_path_and_bad_ones_fail_before_running(tm
 def test_run_pipeline_takes_open_sources_not_specs(tmp_path):
     with pytest.raises(TypeError, match="open_sources"):
         run_pipeline(FakeRunner(), "clip.mp4", OPTIONS, progress=False)
+
+
+def test_batches_of_streams_respect_the_runners_max_batch():
+    """Many streams on a dynamic-batch model: one frame per stream per request, but never more than the runner's
+    max_batch (a TensorRT profile, a Triton server's max_batch_size)."""
+    from edgecsp.runtime.pipeline import batch_size_for
+
+    class Runner(object):
+        def __init__(self, shape, max_batch=None):
+            self.input_shape, self.max_batch = shape, max_batch
+
+    assert batch_size_for(Runner((None, 3, 8, 8), 8), 12) == 8
+    assert batch_size_for(Runner((None, 3, 8, 8), 8), 3) == 3
+    assert batch_size_for(Runner((None, 3, 8, 8)), 12) == 12
+    assert batch_size_for(Runner((4, 3, 8, 8), 4), 12) == 4
+    assert batch_size_for(Runner((None, 3, 8, 8)), 0) == 1

@@ -61,6 +61,7 @@ def test_runner_outputs_and_dynamic_batching(served, demo_ir):
     before = _statistics(server)
     with TritonRunner(server.grpc_url, "demo").set_in_flight(8) as remote:
         assert remote.meta.names == names and remote.input_shape == (None, 256, 256, 3)
+        assert remote.max_batch == 8  # the server's max_batch_size caps the pipeline's batches of streams
         handles = [remote.submit(f) for f in frames]
         got = [h.result(timeout=60) for h in handles]
     for g, w in zip(got, want):

@@ -147,6 +147,9 @@ class TensorRTRunner(BaseRunner):
         shape = [None if d < 0 else d for d in inputs[0].shape]
         self._bind(meta, inputs[0].name, shape, [t.name for t in self._io if not t.is_input])
 
+    def _max_batch_limit(self):
+        return self._max_batch  # the optimization profile's largest batch
+
     def _deactivate(self):
         if self._context is not None:
             self._context.push()
