@@ -70,8 +70,10 @@ class BaseRunner(object):
     A backend that overrides nothing runs each ``submit`` synchronously, so every runner supports the calls.
     """
 
+    ARTEFACT_IS_FILE = True  # False for runners whose "path" names something else (a model on a server)
+
     def __init__(self, path):
-        self.path = require_file(path)
+        self.path = require_file(path) if self.ARTEFACT_IS_FILE else str(path)
         self._active = False
         self._requested_in_flight = None  # set_in_flight() not called: synchronous submit
         self._meta = None  # type: Optional[ModelMeta]

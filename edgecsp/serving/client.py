@@ -6,18 +6,14 @@ The model's edgecsp metadata comes from its config's ``parameters`` (written by 
 """
 import os
 import threading
-from typing import Optional
 
 from edgecsp._lazy import require
 from edgecsp.backends.base import BaseRunner, InferHandle
 from edgecsp.errors import InputError, MetadataError, ServerError
 from edgecsp.runtime.meta import ModelMeta
-from edgecsp.serving.triton_config import DTYPES, meta_from_config
+from edgecsp.serving.triton_config import meta_from_config
 
 SCHEME = "grpc://"
-TRITON_TYPES = dict((dtype, triton[len("TYPE_"):]) for dtype, triton in DTYPES.items())
-TRITON_TYPES["float32"] = "FP32"
-TRITON_TYPES["float16"] = "FP16"
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -73,25 +69,21 @@ def _message(exc):
 
 
 class TritonRunner(BaseRunner):
-    """Runs model ``model`` of the Triton server at ``url`` (``grpc://HOST:PORT``).
+    """Runs model ``model`` of the Triton server at ``url`` (``grpc://HOST:PORT``); ``path`` is ``URL/MODEL``.
 
     ``submit`` uses gRPC's asynchronous infer: ``set_in_flight(k)`` keeps k requests at the server, whose dynamic
     batcher groups them.
     """
+
+    ARTEFACT_IS_FILE = False
 
     def __init__(self, url, model, timeout=CONNECT_TIMEOUT_S):
         self.address = parse_server_url(url)
         self.model = str(model or "")
         if not self.model:
             raise InputError("--server needs --model NAME: the name of the model on the server")
-        self.path = "{}/{}".format(url.rstrip("/"), self.model)
+        super(TritonRunner, self).__init__("{}/{}".format(url.rstrip("/"), self.model))
         self.timeout = float(timeout)
-        self._active = False
-        self._requested_in_flight = None
-        self._meta = None  # type: Optional[ModelMeta]
-        self._input_name = ""
-        self._input_shape = ()
-        self._output_names = []
         self._client = None
         self._grpc = None
         self._dtype = None

@@ -57,9 +57,10 @@ def openvino_interface(path):
 
 
 def tensorrt_interface(path):
-    """From the engine's sidecar manifest (no TensorRT needed): engines take float32 NCHW and write float32."""
+    """From the engine's sidecar manifest (no TensorRT needed): the input is float32 NCHW, or uint8 NHWC for an
+    ``--input uint8`` build; the outputs are float32."""
     from edgecsp.backends.tensorrt.manifest import read_engine_manifest
-    from edgecsp.runtime.meta import DECODED_LAYOUT, ModelMeta, expected_channels
+    from edgecsp.runtime.meta import DECODED_LAYOUT, UINT8_NHWC_BGR, ModelMeta, expected_channels
 
     manifest = read_engine_manifest(path)
     meta = ModelMeta.from_dict(manifest.meta, path)
@@ -75,7 +76,8 @@ def tensorrt_interface(path):
         outputs = [TensorSpec(name, "float32", (shape[0], expected_channels(meta, i), height // head.stride,
                                                 width // head.stride))
                    for i, (name, head) in enumerate(zip(manifest.outputs, meta.heads))]
-    return Interface([TensorSpec(manifest.input_name, "float32", shape)], outputs,
+    dtype = "uint8" if meta.input_form == UINT8_NHWC_BGR else "float32"
+    return Interface([TensorSpec(manifest.input_name, dtype, shape)], outputs,
                      max_batch=manifest.max_batch if shape and shape[0] is None else None)
 
 

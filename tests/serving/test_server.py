@@ -1,7 +1,6 @@
 """A real Triton server (the one nvidia-pytriton ships) on 127.0.0.1, free ports, stopped by the test: edgecsp's
 runner serves the artefact in its python backend and clients get the detections local `edgecsp infer` gives."""
 import json
-import os
 import socket
 import urllib.request
 

@@ -3,13 +3,12 @@ round-trips, and says the dims the artefact really has; bad input fails in one l
 import json
 import os
 
-import numpy as np
 import pytest
 
 from tests.gates import needs, optional
 
 from edgecsp.cli import main
-from edgecsp.errors import InputError, MetadataError
+from edgecsp.errors import InputError
 from edgecsp.runtime.meta import ModelMeta
 from edgecsp.serving.repository import package_triton, python_repository
 from edgecsp.serving.triton_config import (META_PARAMETER, TensorSpec, Interface, batch_plan, check_model_name,
