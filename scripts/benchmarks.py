@@ -216,7 +216,8 @@ WHY = """Why the misses, and what the figures mean:
   that shows in the whole-process figure ({cpu_process:.1f} ms per frame), not in the per-stage ones.
 {int8_why}"""
 
-INT8_AMX = """* **INT8 on AMX.** The INT8 IR used to be slower than the FP16 IR, which OpenVINO runs in bf16 on AMX. The
+INT8_AMX = """* **INT8 on AMX.** The INT8 IR used to be slower than the FP16 IR, which OpenVINO runs in bf16 on AMX, at
+  256x256 (0.84-0.89x; 1.09x at 640x640). The
   plugin's executed graph and per-layer times (`edgecsp.backends.openvino.runner.executed_precisions`, PERF_COUNT)
   showed two causes: NNCF's MIXED preset quantizes activations asymmetrically, so every int8 convolution paid
   the zero-point compensation (the convolutions themselves ran slower than their bf16 versions), and NNCF does

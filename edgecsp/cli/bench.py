@@ -9,7 +9,8 @@ def add_arguments(p):
     p.add_argument("--model", metavar="NAME", help="the model's name on --server")
     p.add_argument("--vs", nargs="+", default=[], metavar="SPEC",
                    help="baselines measured in the same run, each in its own process, alternated: another artefact "
-                        "(an FP16/INT8 build, another backend's), a model on a Triton server (grpc://HOST:PORT/MODEL), torch:MODEL|CARD.json|CFG,WEIGHTS (PyTorch "
+                        "(an FP16/INT8 build, another backend's), a model on a Triton server "
+                        "(grpc://HOST:PORT/MODEL), torch:MODEL|CARD.json|CFG,WEIGHTS (PyTorch "
                         "eager on the source model), opencv:CFG,WEIGHTS (OpenCV DNN on a darknet model)")
     p.add_argument("--video", help="also run the engine on this video (pipelined and --sync): fps and ms per stage")
     p.add_argument("--max-frames", type=int, help="frames of the video runs (default: all)")

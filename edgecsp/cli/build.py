@@ -22,7 +22,8 @@ def add_arguments(p):
     p.add_argument("--input", choices=("uint8", "float"),
                    help="cpu / cpu-ort: what the artefact takes: uint8 (default) = the letterboxed uint8 HWC BGR "
                         "frame, the graph doing the channel swap, scaling and layout; float = the float32 NCHW "
-                        "batch (TensorRT targets: float by default; uint8 is an opt-in for TensorRT 8.5+ targets, never measured on a device)")
+                        "batch (TensorRT targets: float by default; uint8 is an opt-in for TensorRT 8.5+ targets, "
+                        "never measured on a device)")
     p.add_argument("-o", "--output", help="output path, or an existing folder to write the default name into "
                                           "(default engines/<onnx stem>-<target>-<precision>.<ext>, or ...-bundle/ "
                                           "for a device bundle)")

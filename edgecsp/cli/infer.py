@@ -32,7 +32,8 @@ def add_arguments(p):
 def run(args):
     from edgecsp.infer import InferConfig, infer
 
-    config = InferConfig(engine=args.engine, server=args.server, model=args.model, source=args.source, conf=args.conf, iou=args.iou,
+    config = InferConfig(engine=args.engine, server=args.server, model=args.model, source=args.source,
+                         conf=args.conf, iou=args.iou,
                          max_det=args.max_det, class_agnostic=args.agnostic_nms, save=args.save, json=args.json,
                          max_frames=args.max_frames, threads=args.threads,
                          progress=False if args.no_progress else None, streams=args.streams, sync=args.sync,

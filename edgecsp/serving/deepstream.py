@@ -45,7 +45,8 @@ def infer_config(model_file, meta, precision, batch, custom_lib, conf, iou, max_
     prop.update([("labelfile-path", "labels.txt"), ("batch-size", batch), ("network-mode", NETWORK_MODES[precision]),
                  ("num-detected-classes", meta.num_classes), ("interval", 0), ("gie-unique-id", 1),
                  ("process-mode", 1), ("network-type", 0), ("cluster-mode", 2),
-                 ("maintain-aspect-ratio", 1 if meta.letterbox else 0), ("symmetric-padding", 1 if meta.letterbox else 0),
+                 ("maintain-aspect-ratio", 1 if meta.letterbox else 0),
+                 ("symmetric-padding", 1 if meta.letterbox else 0),
                  ("parse-bbox-func-name", PARSER), ("custom-lib-path", custom_lib),
                  ("engine-create-func-name", ENGINE_CREATE)])
     classes = {"nms-iou-threshold": iou, "pre-cluster-threshold": conf, "topk": max_det}

@@ -1,15 +1,17 @@
 """INT8 OpenVINO IR with NNCF post-training quantization (host side); nncf is imported on first use.
 
 * ``quantize_ir``: ``nncf.quantize`` on a ``CalibrationSet`` with the PERFORMANCE preset by default (symmetric
-  weights and activations; ``int8_preset="mixed"``: asymmetric activations). The convolutions that write the model outputs stay in float: their outputs are the raw
-  box/objectness/class logits that the runtime decodes with exp/sigmoid, where an INT8 step becomes a visible
-  box or score error, while they cost a few percent of the compute.
+  weights and activations; ``int8_preset="mixed"``: asymmetric activations). The convolutions that write the
+  model outputs stay in float: their outputs are the raw box/objectness/class logits that the runtime decodes
+  with exp/sigmoid, where an INT8 step becomes a visible box or score error, while they cost a few percent of the
+  compute.
 * why PERFORMANCE and ``strided_slices`` (measured on a Xeon with AMX, docs/benchmarks.md): with MIXED, every
   INT8 convolution pays the zero-point compensation of its asymmetric input, and NNCF does not treat ONNX
   ``Slice`` (the CSP channel split, darknet's ``groups``/``group_id`` route) as quantization-agnostic, so the
   convolution before each split wrote float and two extra requantize steps ran around the split. Both together
-  made the INT8 IR slower than the FP16 IR run in bf16. The Slices are rewritten as the equivalent StridedSlice
-  (agnostic: one quantizer before the split, int8 through it) on a copy of the model before NNCF sees it.
+  made the INT8 IR slower than the FP16 IR run in bf16 on the 256x256 demo (and only 1.09x faster at 640x640).
+  The Slices are rewritten as the equivalent StridedSlice (agnostic: one quantizer before the split, int8 through
+  it) on a copy of the model before NNCF sees it.
 * with ``AccuracyControl.max_drop``: ``nncf.quantize_with_accuracy_control``, which reverts the layers that
   hurt mAP most until the drop on the validation set is within the bound. The result is then measured again
   as the runners run it (FP32 IR in f32, INT8 IR with the plugin's choice) and a drop above the bound fails
