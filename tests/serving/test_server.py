@@ -132,3 +132,35 @@ def test_dynamic_batch_artefact_is_batched_in_one_call(tmp_path, demo_card):
             got = remote.infer(batch)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_serve_command_runs_until_sigterm(demo_ir, tmp_path):
+    """`edgecsp serve` as users run it: prints where it serves, answers health checks, stops cleanly on SIGTERM
+    and leaves no server behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from edgecsp.serving.server import free_port
+
+    needs("tritonserver", "tritonclient")
+    http, grpc = free_port(), free_port()
+    log = str(tmp_path / "server.log")
+    proc = subprocess.Popen([sys.executable, "-m", "edgecsp", "serve", demo_ir, "--name", "demo", "--http-port",
+                             str(http), "--grpc-port", str(grpc), "--log", log], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("serving demo (python backend, dynamic batching up to 8") and str(grpc) in first
+        with urllib.request.urlopen("http://127.0.0.1:{}/v2/health/ready".format(http), timeout=5) as reply:
+            assert reply.status == 200
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and out.strip().endswith("stopped"), (out, err)
+    time.sleep(0.5)
+    with pytest.raises(OSError):  # nothing listens there any more
+        urllib.request.urlopen("http://127.0.0.1:{}/v2/health/ready".format(http), timeout=2)
