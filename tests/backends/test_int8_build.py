@@ -46,8 +46,18 @@ def test_openvino_int8_carries_metadata_and_provenance(tiny_detector_onnx, tmp_p
     convolutions = executed_precisions(out)["Convolution"]  # what the CPU plugin really runs
     floats = sum(v for k, v in convolutions.items() if k in ("f32", "bf16", "f16"))  # bf16 on AMX CPUs
     assert floats == 2 and sum(v for k, v in convolutions.items() if k in ("u8", "i8")) > 2  # the 2 heads float
-    # the CSP splits run in int8: no float island (dequantize, split, requantize) around them
-    assert set(executed_precisions(out)["StridedSlice"]) <= {"u8", "i8"}
+    # the CSP splits are quantized once, before the split, and nothing requantizes after it (the graph NNCF wrote,
+    # the same on every CPU); the plugin then runs them in int8 (seen on AVX-512 and AMX Xeons)
+    import openvino as ov
+
+    graph = ov.Core().read_model(out)  # keep it alive while its ops are inspected
+    splits = [op for op in graph.get_ops() if op.get_type_name() == "StridedSlice"]
+    assert len(splits) == 3
+    for op in splits:
+        assert op.input_value(0).get_node().get_type_name() == "FakeQuantize"
+        assert [t.get_node().get_type_name() for t in op.output(0).get_target_inputs()] == ["Convolution"]
+    if "avx512" in open("/proc/cpuinfo").read():
+        assert set(executed_precisions(out)["StridedSlice"]) <= {"u8", "i8"}
     with open_runner(out) as runner:
         outputs = runner.infer(np.full((1, 128, 128, 3), 128, np.uint8))
     assert all(np.isfinite(o).all() for o in outputs)
