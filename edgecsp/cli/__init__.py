@@ -21,7 +21,8 @@ COMMANDS = (
     ("eval", "mAP of an artefact on COCO-annotated images, against a baseline, with a JSON report and chart"),
     ("compare", "run two artefacts on the same inputs and compare their outputs (differences, NaN/Inf)"),
     ("bench", "latency, throughput and per-stage times of an artefact, against baselines run side by side"),
-    ("package", "write a Triton model repository (onnxruntime, openvino, tensorrt) or DeepStream configs for an artefact"),
+    ("package", "write a Triton model repository (onnxruntime, openvino, tensorrt) or DeepStream configs for an "
+                "artefact"),
     ("serve", "run an artefact on a real Triton server here (python backend, dynamic batching)"),
 )
 
