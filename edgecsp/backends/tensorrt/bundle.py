@@ -239,15 +239,17 @@ def write_bundle(onnx_path, out_dir, precision=None, target="tx2", **options):
     source_sha = file_sha256(source_path)
     meta = meta.with_extra(target=target.name, precision=precision, backend=BACKEND, source_onnx_sha256=source_sha)
     set_onnx_meta(model, meta)
-    bundled = model  # what the device builds: with --input uint8, the float network behind a uint8 prefix
+    # the FP16 check and INT8 calibration run on the float network (``model``); what the device builds, with
+    # --input uint8, is that network behind a uint8 prefix
+    given = _given_cache(opts, source_sha, meta) if precision == "int8" and opts.calib_cache else None
+    calib_set = calibration_set(opts, meta, batch_size_of(_input_signature(model)[1])) if opts.calib else None
+    bundled = model
     if input_form != meta.input_form:
         bundled = onnx.ModelProto()
         bundled.CopyFrom(model)
         meta = meta._replace(input_form=input_form)
         set_onnx_meta(add_uint8_input(bundled, meta), meta)
     input_name, input_shape, outputs = _input_signature(bundled)
-    given = _given_cache(opts, source_sha, meta) if precision == "int8" and opts.calib_cache else None
-    calib_set = calibration_set(opts, meta, batch_size_of(input_shape)) if opts.calib else None
 
     with atomic_folder(out_dir) as folder:  # an older bundle there is replaced whole, once this one is complete
         onnx_name = os.path.splitext(where)[0] + ".onnx"

@@ -306,6 +306,16 @@ def test_uint8_input_is_an_opt_in_for_tensorrt_8_5_and_newer(demo_onnx, tmp_path
     assert len(err) == 1 and "--input float (the default)" in err[0] and not os.path.exists(str(tmp_path / "no"))
 
 
+def test_uint8_bundle_runs_the_fp16_check_on_the_float_network(demo_onnx, tmp_path):
+    """The FP16 range check feeds the float network float batches, whatever input the bundled ONNX takes."""
+    images = trt_models.write_images(tmp_path / "calib", count=2)
+    out = str(tmp_path / "orin-bundle")
+    write_bundle(demo_onnx, out, precision="fp16", target="orin", input_form="uint8", calib=images, calib_count=2)
+    manifest = read_bundle(out)
+    assert manifest.fp16_check["ran"] and manifest.fp16_check["images"] == 2
+    assert manifest.meta["input_form"] == "uint8_nhwc_bgr"
+
+
 def test_engine_inputs_must_match_the_input_form():
     from edgecsp.backends.tensorrt.runner import TensorIO, check_engine_inputs
     from edgecsp.runtime.meta import UINT8_NHWC_BGR
