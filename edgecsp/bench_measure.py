@@ -53,17 +53,6 @@ def _blob(size, batch=1):
     return np.repeat(x, batch, axis=0)
 
 
-def open_measured(path, threads=None):
-    """An unopened runner for an artefact path or a ``grpc://HOST:PORT/MODEL`` model on a Triton server."""
-    from edgecsp.serving.client import is_server_spec, open_server_runner
-
-    if is_server_spec(path):
-        return open_server_runner(path, threads=threads)
-    from edgecsp.backends import open_runner
-
-    return open_runner(path, **({"threads": threads} if threads else {}))
-
-
 def backend_label(path):
     from edgecsp.serving.client import is_server_spec
 
@@ -79,13 +68,14 @@ def measure_artefact(path, seconds=3.0, warmup=10, in_flight=3, threads=None):
     from collections import deque
 
     from edgecsp.runtime.preprocess import preprocess
+    from edgecsp.serving.client import open_spec_runner
 
-    with open_measured(path, threads) as runner:
+    with open_spec_runner(path, threads) as runner:
         meta = runner.meta
         batch = runner.input_shape[0] or 1
         x, _ = preprocess([sample_frame()] * batch, meta)
         latency = _percentiles(_time_calls(lambda: runner.infer(x), seconds, warmup))
-    with open_measured(path, threads).set_in_flight(in_flight) as runner:
+    with open_spec_runner(path, threads).set_in_flight(in_flight) as runner:
         pending = deque()
         for _ in range(max(warmup, 2 * in_flight)):
             pending.append(runner.submit(x))
@@ -194,8 +184,9 @@ def measure_video(path, video, sync=False, in_flight=3, threads=None, max_frames
     if outputs not in ("all", "json", "none"):
         raise InputError("outputs must be all, json or none, got {!r}".format(outputs))
     from edgecsp.runtime.pipeline import run_pipeline
+    from edgecsp.serving.client import open_spec_runner
 
-    runner = open_measured(path, threads)
+    runner = open_spec_runner(path, threads)
     if not sync:
         runner.set_in_flight(in_flight)
     marks = sorted(int(c) for c in checkpoints)

@@ -51,17 +51,6 @@ def check_options(config):
     return make_sinks(config)
 
 
-def open_configured_runner(config):
-    """The unopened runner of ``config``: the local artefact's, or a ``TritonRunner`` on the server's model."""
-    if config.server is not None:
-        from edgecsp.serving.client import open_server_runner, server_spec
-
-        return open_server_runner(server_spec(config.server, config.model), threads=config.threads)
-    from edgecsp.backends import open_runner
-
-    return open_runner(config.engine, **({"threads": config.threads} if config.threads else {}))
-
-
 def _source_kind(config):
     """(kind, options) of ``edgecsp.runtime.inputs`` for the config's sources."""
     return ("gst", {"codec": config.gst_codec}) if config.gst else ("opencv", {})
@@ -91,7 +80,10 @@ def infer(config, log=None):
     check_numpy()  # this runs on the device: a JetPack numpy older than the floor fails here, in one line
     sinks = check_options(config)
     kind, source_options = _source_kind(config)
-    runner = open_configured_runner(config)
+    from edgecsp.serving.client import open_spec_runner, server_spec
+
+    spec = config.engine if config.server is None else server_spec(config.server, config.model)
+    runner = open_spec_runner(spec, config.threads)  # the local artefact's runner, or a TritonRunner
     in_flight = None if config.sync else (config.in_flight or DEFAULT_IN_FLIGHT)
     if in_flight:
         runner.set_in_flight(in_flight)  # before entering: backends size their request pools when loading

@@ -12,7 +12,10 @@ DEVICE_CODE = ["edgecsp/__init__.py", "edgecsp/__main__.py", "edgecsp/errors.py"
                # the parser imports every command module, so `edgecsp --help` on the Jetson parses all of edgecsp/cli
                "edgecsp/cli",
                # the TensorRT device build calibrates through edgecsp.calibration, which reads COCO lists
-               "edgecsp/calibration", "edgecsp/data/coco.py"]
+               "edgecsp/calibration", "edgecsp/data/coco.py",
+               # `edgecsp infer` itself, and the client side of --server it reaches (not the server-side modules)
+               "edgecsp/infer.py", "edgecsp/serving/__init__.py", "edgecsp/serving/client.py",
+               "edgecsp/serving/triton_config.py"]
 
 
 def _vermin():

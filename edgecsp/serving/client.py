@@ -63,6 +63,15 @@ def open_server_runner(spec, **options):
     return TritonRunner(url, model)
 
 
+def open_spec_runner(spec, threads=None):
+    """An unopened runner for ``spec``: an artefact path (its backend's runner) or ``grpc://HOST:PORT/MODEL``."""
+    if is_server_spec(spec):
+        return open_server_runner(spec, threads=threads)
+    from edgecsp.backends import open_runner
+
+    return open_runner(spec, **({"threads": threads} if threads else {}))
+
+
 def _message(exc):
     text = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
     return (text or type(exc).__name__).strip().splitlines()[0]
