@@ -11,8 +11,8 @@ import numpy as np
 
 from edgecsp._lazy import require
 from edgecsp.errors import InputError
-from edgecsp.runtime.decode import EXP_CLIP
-from edgecsp.runtime.meta import DECODED_LAYOUT, ModelMeta
+from edgecsp.runtime.decode import EXP_CLIP, cell_grid
+from edgecsp.runtime.meta import DECODED_LAYOUT, RAW_LAYOUT, ModelMeta
 
 OUTPUT_NAME = "output"
 
@@ -53,9 +53,7 @@ def _head(g, tensor, head, num_classes, activated, grid_hw):
     s = float(head.scale_x_y)
     xy = g.op("Mul", [g.slice(act, 0, 2, 2), g.const(s, "scale_x_y")], "xy")
     xy = g.op("Add", [xy, g.const(np.float32(-0.5) * (np.float32(s) - np.float32(1.0)), "xy_shift")], "xy")
-    ys, xs = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
-    grid = np.stack([xs.reshape(-1), ys.reshape(-1)])[None, None]
-    xy = g.op("Add", [xy, g.const(grid, "grid")], "xy")
+    xy = g.op("Add", [xy, g.const(cell_grid(h, w), "grid")], "xy")
     xy = g.op("Mul", [xy, g.const(float(head.stride), "stride")], "xy")
     anchor = g.const(np.asarray(head.anchors, np.float32).reshape(1, anchors, 2, 1), "anchors")
     if head.new_coords:
@@ -96,7 +94,7 @@ def append_decode(model, meta):
     # type: (object, ModelMeta) -> tuple
     """``(decoded onnx.ModelProto, its ModelMeta)`` for a ``yolo_raw`` detector; ``model`` is not modified."""
     onnx = require("onnx", "appending the YOLO decode to an ONNX")
-    if meta.task != "detect" or meta.layout != "yolo_raw":
+    if meta.task != "detect" or meta.layout != RAW_LAYOUT:
         raise InputError("--decode-in-graph needs a YOLO detector with raw head outputs, not a {} {} model".format(
             meta.task, meta.layout))
     decoded = onnx.ModelProto()
@@ -104,7 +102,8 @@ def append_decode(model, meta):
     graph = decoded.graph
     g = _Graph(onnx, graph)
     boxes, scores = [], []
-    for name, head, hw in zip(meta.outputs, meta.heads, grid_sizes(model, meta)):
+    grids = grid_sizes(model, meta)
+    for name, head, hw in zip(meta.outputs, meta.heads, grids):
         b, s = _head(g, name, head, meta.num_classes, meta.activated, hw)
         boxes.append(b)
         scores.append(s)
@@ -120,7 +119,7 @@ def append_decode(model, meta):
     graph.node.append(onnx.helper.make_node("Concat", [all_boxes, best, label], [OUTPUT_NAME], name=OUTPUT_NAME,
                                             axis=2))
     batch = graph.input[0].type.tensor_type.shape.dim[0]
-    cells = sum(len(h.anchors) * hh * ww for h, (hh, ww) in zip(meta.heads, grid_sizes(model, meta)))
+    cells = sum(len(h.anchors) * hh * ww for h, (hh, ww) in zip(meta.heads, grids))
     out = onnx.helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, [
         batch.dim_param if batch.HasField("dim_param") else (batch.dim_value or "N"), cells, 6])
     del graph.output[:]

@@ -23,6 +23,7 @@ import threading
 import numpy as np
 
 from edgecsp.errors import MetadataError
+from edgecsp.runtime.meta import DECODED_LAYOUT, RAW_LAYOUT
 
 # exp(tw) beyond e**10 (22,000 x the anchor) is never a real box; the cap keeps later area products (x * y up to
 # ~1e14) far from float32 overflow, which would turn IoUs into NaN in NMS.
@@ -46,7 +47,7 @@ def sigmoid(x):
     return t
 
 
-def _grid(h, w):
+def cell_grid(h, w):
     """Cell offsets for an HxW map as a read-only float32 array shaped (1, 1, 2, H*W): row 0 = x, row 1 = y."""
     key = (h, w)
     grid = _GRIDS.get(key)
@@ -96,7 +97,7 @@ def decode_head(output, head, num_classes, activated=False):
     stride = np.float32(head.stride)
     xy = act[:, :, 0:2] * s
     xy += np.float32(-0.5) * (s - np.float32(1.0))
-    xy += _grid(h, w)
+    xy += cell_grid(h, w)
     xy *= stride
     anchors = np.asarray(head.anchors, dtype=np.float32).reshape(1, num_anchors, 2, 1)
     if head.new_coords:
@@ -131,8 +132,8 @@ def _ordered_outputs(outputs, meta):
 
 def check_layout(meta):
     """MetadataError unless the runtime can decode ``meta``'s outputs (layout ``yolo_raw``)."""
-    if meta.layout != "yolo_raw":
-        if meta.layout == "yolo_decoded":
+    if meta.layout != RAW_LAYOUT:
+        if meta.layout == DECODED_LAYOUT:
             raise MetadataError("this model decodes its boxes in the graph (exported with --decode-in-graph, for "
                                 "DeepStream): run the export without --decode-in-graph with edgecsp")
         raise MetadataError("cannot decode output layout {!r}: this edgecsp decodes yolo_raw only".format(meta.layout))

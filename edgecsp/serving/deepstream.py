@@ -16,6 +16,7 @@ from edgecsp._files import atomic_folder, require_file
 from edgecsp.backends import backend_for_path, read_artefact_meta
 from edgecsp.errors import InputError, MetadataError
 from edgecsp.runtime.meta import DECODED_LAYOUT
+from edgecsp.serving.repository import artefact_interface, check_new_folder
 from edgecsp.validate import positive_int
 
 CUSTOM_LIB = "nvdsinfer_custom_impl_Yolo/libnvdsinfer_custom_impl_Yolo.so"
@@ -108,8 +109,6 @@ def package_deepstream(folder, model, streams=1, uri=SAMPLE_URI, precision=None,
         raise InputError("--precision must be one of fp32, fp16, int8, got {!r}".format(precision))
     if backend == "tensorrt" and built and precision != built:
         raise InputError("{} is a {} engine: drop --precision or pass {}".format(os.path.basename(path), built, built))
-    from edgecsp.serving.repository import artefact_interface
-
     interface = artefact_interface(path)
     batch = interface.inputs[0].shape[0]  # None: dynamic
     limit = interface.max_batch if batch is None else batch
@@ -118,18 +117,11 @@ def package_deepstream(folder, model, streams=1, uri=SAMPLE_URI, precision=None,
             streams, streams, os.path.basename(path), limit,
             "export with --dynamic-batch" if backend == "onnxruntime" else "rebuild the engine with --max-batch {}"
             .format(streams)))
-    folder = str(folder)
-    if os.path.exists(folder) and (not os.path.isdir(folder) or os.listdir(folder)):
-        raise InputError("{} already exists and is not empty: pass a new folder or remove it".format(folder))
+    folder = check_new_folder(str(folder), "pass a new folder or remove it")
     name = os.path.basename(path)
     prop, classes = infer_config(name, meta, precision, streams if batch is None else batch, custom_lib,
                                  conf, iou, max_det, engine_file=name if backend == "tensorrt" else None)
     app = app_config(streams, uri, mux_size[1], mux_size[0])
-    if os.path.isdir(folder):
-        os.rmdir(folder)
-    parent = os.path.dirname(os.path.abspath(folder))
-    if not os.path.isdir(parent):
-        os.makedirs(parent)
     with atomic_folder(folder) as staging:
         with open(os.path.join(staging, "config_infer_primary.txt"), "w") as handle:
             handle.write(to_keyfile({"property": prop, "class-attrs-all": classes}))

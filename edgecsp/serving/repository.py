@@ -96,14 +96,18 @@ def _artefact_files(path, backend):
     return [(path, BACKENDS[backend].files[0])]
 
 
-def _target_folder(repo, name):
-    folder = os.path.join(str(repo), name)
+def check_new_folder(folder, fix):
+    """``folder`` when it is absent or an empty folder (``atomic_folder`` then writes it whole); InputError
+    ending in ``fix`` otherwise."""
     if os.path.exists(folder) and (not os.path.isdir(folder) or os.listdir(folder)):
-        raise InputError("{} already exists and is not empty: pass another --name, another repository or remove "
-                         "it".format(folder))
+        raise InputError("{} already exists and is not empty: {}".format(folder, fix))
+    return folder
+
+
+def _target_folder(repo, name):
     if os.path.exists(str(repo)) and not os.path.isdir(str(repo)):
         raise InputError("the repository {} is a file, not a folder: pass a folder".format(repo))
-    return folder
+    return check_new_folder(os.path.join(str(repo), name), "pass another --name, another repository or remove it")
 
 
 def _checked(artefact):
@@ -169,11 +173,6 @@ def _artefact_sources(path, backend):
 
 def _write(folder, config, copies):
     """Stage the model folder: config.pbtxt and ``copies`` ((source, relative target)); then move it in."""
-    parent = os.path.dirname(folder)
-    if parent and not os.path.isdir(parent):
-        os.makedirs(parent)
-    if os.path.isdir(folder):  # empty: atomic_folder replaces it
-        os.rmdir(folder)
     written = ["config.pbtxt"]
     with atomic_folder(folder) as staging:
         write_text_atomic(os.path.join(staging, "config.pbtxt"), to_pbtxt(config))

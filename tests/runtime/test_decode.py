@@ -123,8 +123,8 @@ def test_shape_errors_are_metadata_errors():
 def test_grid_is_cached_per_shape():
     head = HeadMeta(8, [(10.0, 20.0)])
     decode_head(_raw(h=3, w=5), head, NUM_CLASSES)
-    grid = decode_mod._grid(3, 5)
-    assert grid is decode_mod._grid(3, 5)
+    grid = decode_mod.cell_grid(3, 5)
+    assert grid is decode_mod.cell_grid(3, 5)
     assert not grid.flags.writeable
     assert grid[0, 0, 0].tolist() == [0, 1, 2, 3, 4] * 3
     assert grid[0, 0, 1].tolist() == [0] * 5 + [1] * 5 + [2] * 5
