@@ -10,6 +10,7 @@ import re
 from typing import List, NamedTuple, Optional, Tuple
 
 from edgecsp.errors import InputError
+from edgecsp.validate import optional, positive_int
 
 META_PARAMETER = "edgecsp_meta"  # parameters key holding ModelMeta.to_json(): classes, anchors, letterbox...
 ARTEFACT_PARAMETER = "edgecsp_artefact"  # python backend (edgecsp serve): the artefact's path in the version folder
@@ -81,8 +82,7 @@ def batch_plan(interface, max_batch, where, server_side_batching=False):
     ``server_side_batching``: the python backend splits batches itself, so any artefact takes any batch.
     InputError for a ``max_batch`` the artefact cannot take.
     """
-    if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
-        raise InputError("--max-batch must be a positive integer, got {!r}".format(max_batch))
+    max_batch = optional(positive_int, max_batch, "--max-batch")
     batch = interface.inputs[0].shape[0] if interface.inputs and interface.inputs[0].shape else None
     if server_side_batching:
         return max_batch or DEFAULT_MAX_BATCH
@@ -123,8 +123,7 @@ def model_config(name, backend, interface, meta_json, where, max_batch=None, ins
     import paths the model needs.
     """
     check_model_name(name)
-    if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
-        raise InputError("--instances must be a positive integer, got {!r}".format(instances))
+    instances = positive_int(instances, "--instances")
     if len(interface.inputs) != 1:
         raise InputError("{} has {} inputs; edgecsp serves single-input detectors".format(where, len(interface.inputs)))
     python = backend.triton == "python"
