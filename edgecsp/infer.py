@@ -76,12 +76,11 @@ def stream_sources(config):
 def infer(config, log=None):
     """Run ``config.engine`` over ``config.source``; returns the runtime's PipelineResult."""
     from edgecsp._lazy import check_numpy
+    from edgecsp.serving.client import open_spec_runner, server_spec
 
     check_numpy()  # this runs on the device: a JetPack numpy older than the floor fails here, in one line
     sinks = check_options(config)
     kind, source_options = _source_kind(config)
-    from edgecsp.serving.client import open_spec_runner, server_spec
-
     spec = config.engine if config.server is None else server_spec(config.server, config.model)
     runner = open_spec_runner(spec, config.threads)  # the local artefact's runner, or a TritonRunner
     in_flight = None if config.sync else (config.in_flight or DEFAULT_IN_FLIGHT)
@@ -91,9 +90,6 @@ def infer(config, log=None):
         if runner.meta.task != "detect":
             raise UnsupportedError("{} is a {} model: `edgecsp infer` runs detectors".format(
                 config.engine or config.model, runner.meta.task))
-        from edgecsp.runtime.decode import check_layout
-
-        check_layout(runner.meta)  # a model decoded in the graph (for DeepStream) fails here, before any frame
         return run_pipeline(runner, sources, DetectOptions(config.conf, config.iou, config.max_det,
                                                            config.class_agnostic),
                             sinks=sinks, max_frames=config.max_frames, progress=config.progress, log=log,

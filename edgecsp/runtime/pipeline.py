@@ -31,6 +31,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from edgecsp.errors import InputError
+from edgecsp.runtime.decode import check_layout
 from edgecsp.runtime.draw import draw_detections
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import LetterboxBuffer, preprocess
@@ -383,6 +384,7 @@ def run_pipeline(runner, sources, options=DetectOptions(), sinks=(), max_frames=
     if strays:
         raise TypeError("run_pipeline takes open Source objects, got {!r}: open specs with "
                         "edgecsp.runtime.inputs.open_sources(specs)".format(strays[0]))
+    check_layout(runner.meta)  # a model decoded in the graph (for DeepStream) fails here, before any frame
     sinks = ([CallbackSink(callback)] if callback is not None else []) + list(sinks)
     if in_flight is None:
         in_flight = max(getattr(runner, "in_flight", 1), DEFAULT_IN_FLIGHT if hasattr(runner, "submit") else 1)
