@@ -9,13 +9,13 @@ from typing import Optional
 from edgecsp._files import atomic_output, require_file
 from edgecsp._lazy import require
 from edgecsp.errors import InputError, UnsupportedError, VerificationError
-from edgecsp.runtime.meta import FLOAT_NCHW, META_KEY, UINT8_NHWC_BGR, ModelMeta, load_meta_or_raise
+from edgecsp.runtime.meta import FLOAT_NCHW, META_KEY, UINT8_NHWC_BGR, ModelMeta, check_interface, load_meta_or_raise
 from edgecsp.validate import choice
 
 ONNX_HINT = "pass the path of an .onnx exported by `edgecsp export`"
 
-__all__ = ["INPUT_CHOICES", "ONNX_HINT", "add_uint8_input", "check_opset", "input_form_of", "load_onnx", "onnx_meta_json",
-           "onnx_opset", "save_onnx", "set_onnx_meta", "simplify"]
+__all__ = ["INPUT_CHOICES", "ONNX_HINT", "add_uint8_input", "check_onnx_meta", "check_opset", "input_form_of", "load_onnx",
+           "onnx_interface", "onnx_meta_json", "onnx_opset", "save_onnx", "set_onnx_meta", "simplify"]
 
 
 def load_onnx(path):
@@ -32,7 +32,7 @@ def load_onnx(path):
     except Exception as exc:  # protobuf DecodeError, checker ValidationError, external data errors...
         raise InputError("{} is not a valid ONNX model ({}: {}): {}".format(
             where, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "", ONNX_HINT))
-    return model, load_meta_or_raise(onnx_meta_json(model), path)
+    return model, check_onnx_meta(model, load_meta_or_raise(onnx_meta_json(model), path), where)
 
 
 def onnx_meta_json(model):
@@ -50,11 +50,39 @@ def onnx_opset(model):
     return 0
 
 
-def set_onnx_meta(model, meta):
+def onnx_interface(model):
+    """``(input name, input shape, [(output name, shape)])`` of an ``onnx.ModelProto``'s graph (None for a
+    dynamic or unknown size, shape None for an unknown rank); the first input that is not an initializer."""
+    graph = model.graph
+    initializers = set(i.name for i in graph.initializer)
+
+    def shape(value):
+        tensor = value.type.tensor_type
+        if not tensor.HasField("shape"):
+            return None
+        return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor.shape.dim)
+
+    inputs = [v for v in graph.input if v.name not in initializers]
+    if len(inputs) != 1:
+        raise UnsupportedError("the model has {} inputs; edgecsp runs single-input models".format(len(inputs)))
+    return inputs[0].name, shape(inputs[0]) or (), [(v.name, shape(v)) for v in graph.output]
+
+
+def check_onnx_meta(model, meta, where):
+    """MetadataError unless ``meta`` describes the graph of ``model`` (``check_interface``, what every runner
+    checks when it loads the artefact): an ONNX edgecsp writes or builds from also runs."""
+    input_name, input_shape, outputs = onnx_interface(model)
+    check_interface(meta, input_name, input_shape, outputs, where)
+    return meta
+
+
+def set_onnx_meta(model, meta, where="the model"):
     # type: (...) -> object
-    """Store ``meta`` (a ModelMeta) under META_KEY in ``model.metadata_props`` (in place), replacing an older one."""
+    """Store ``meta`` (a ModelMeta) under META_KEY in ``model.metadata_props`` (in place), replacing an older one,
+    after checking it (its rules, and against the graph: ``check_onnx_meta``)."""
     if not isinstance(meta, ModelMeta):
         raise TypeError("set_onnx_meta takes a ModelMeta, got {}".format(type(meta).__name__))
+    check_onnx_meta(model, meta.validate(where), where)
     for prop in list(model.metadata_props):
         if prop.key == META_KEY:
             model.metadata_props.remove(prop)

@@ -4,7 +4,29 @@ Each check returns the value (converted: ``int`` / ``float``) or raises InputErr
 option (``what``: "--conf", "threads"...), the allowed values and what was given. ``bool`` is never a number
 here: ``True`` is not a count of 1.
 """
+import re
+
 from edgecsp.errors import InputError
+
+_CONTROL = re.compile(u"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+SHOWN_CHARS = 80
+
+
+def printable(text):
+    # type: (str) -> str
+    """``text`` with control characters (terminal escapes, bidi overrides, newlines) shown as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: "\\x{:02x}".format(ord(m.group(0))) if ord(m.group(0)) < 0x100
+                        else "\\u{:04x}".format(ord(m.group(0))), str(text))
+
+
+def shown(value, limit=SHOWN_CHARS):
+    # type: (object, int) -> str
+    """How a value from outside input appears in a message: ``repr``-like, control characters escaped and at most
+    ``limit`` characters (a 600 KB cfg line is not echoed whole)."""
+    text = printable(value if isinstance(value, str) else repr(value))
+    if isinstance(value, str):
+        text = "'" + text + "'"
+    return text if len(text) <= limit else text[:limit - 13] + "...(+{} chars)".format(len(text) - limit + 13)
 
 
 def _fix(hint):

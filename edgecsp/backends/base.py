@@ -11,8 +11,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from edgecsp._files import require_file
-from edgecsp.errors import InputError, MetadataError
-from edgecsp.runtime.meta import FLOAT_NCHW, UINT8_NHWC_BGR, ModelMeta
+from edgecsp.errors import InputError
+from edgecsp.runtime.meta import FLOAT_NCHW, UINT8_NHWC_BGR, ModelMeta, check_interface
 from edgecsp.validate import optional, positive_int
 
 
@@ -115,27 +115,13 @@ class BaseRunner(object):
         return None
 
     # -- shared ------------------------------------------------------------------------------------------------
-    def _bind(self, meta, input_name, input_shape, output_names):
-        # type: (ModelMeta, str, Sequence[Optional[int]], Sequence[str]) -> None
-        """Record the model's interface and check it against its metadata (MetadataError on a mismatch)."""
-        where = os.path.basename(self.path)
-        shape = tuple(int(d) if d is not None and int(d) > 0 else None for d in input_shape)
-        if len(shape) != 4:
-            raise MetadataError("{} has a {}-D input {!r}; edgecsp runs NCHW (4-D) models: re-export it".format(
-                where, len(shape), input_name))
-        if meta.input_name and meta.input_name != input_name:
-            raise MetadataError("{}'s metadata names input {!r} but the model's input is {!r}: re-export it".format(
-                where, meta.input_name, input_name))
-        hw = shape[1:3] if meta.input_form == UINT8_NHWC_BGR else shape[2:]
-        static_hw = tuple(d for d in hw if d is not None)
-        if len(static_hw) == 2 and static_hw != tuple(meta.input_size):
-            raise MetadataError("{}'s metadata says input size {} but the model takes {}x{}: re-export it".format(
-                where, "x".join(str(v) for v in meta.input_size), hw[0], hw[1]))
-        names = list(meta.outputs) or list(output_names)
-        missing = [n for n in names if n not in output_names]
-        if missing:
-            raise MetadataError("{}'s metadata lists outputs {} that the model lacks (it has {}): re-export it".format(
-                where, ", ".join(missing), ", ".join(output_names)))
+    def _bind(self, meta, input_name, input_shape, outputs):
+        # type: (ModelMeta, str, Sequence[Optional[int]], Sequence) -> None
+        """Record the model's interface and check it against its metadata (``check_interface``: MetadataError on a
+        mismatch). ``outputs``: ``(name, shape)`` pairs (None for an unknown size), or bare names."""
+        pairs = [(o, None) if isinstance(o, str) else (o[0], o[1]) for o in outputs]
+        names = check_interface(meta, input_name, input_shape, pairs, os.path.basename(self.path))
+        shape = tuple(int(d) if d is not None and not isinstance(d, str) and int(d) > 0 else None for d in input_shape)
         self._meta, self._input_name, self._input_shape, self._output_names = meta, input_name, shape, names
 
     def _require_active(self):

@@ -9,13 +9,14 @@ preprocessing and the method are the same, and refuses with a one-line message o
 Python 3.6 compatible; numpy only.
 """
 import datetime
-import json
 import os
 import platform
 import sys
 
 from edgecsp._files import file_sha256 as file_digest
 from edgecsp.errors import InputError
+from edgecsp.runtime.schema import Field, confined_path, file_name, free_json, integer, one_of, optional, read_file, sha256, text
+from edgecsp.runtime.schema import read_record as read_record_fields
 
 FORMAT = "edgecsp-calibration"
 VERSION = 1
@@ -70,23 +71,33 @@ def make_record(data, samples, meta, model_sha256, algorithm, tools=None, cache=
     }
 
 
+RECORD_FIELDS = [
+    Field("format", one_of(FORMAT), required=True),
+    Field("version", integer(1, VERSION), default=VERSION),
+    Field("model", free_json(typed=[Field("sha256", sha256()), Field("name", optional(text(256, empty=True)))]),
+          default={}),
+    Field("preprocessing", free_json(), default={}),
+    Field("algorithm", free_json(typed=[Field("method", optional(text(64)))]), default={}),
+    Field("cache", optional(free_json(typed=[Field("file", optional(file_name())), Field("sha256", optional(sha256()))]))),
+]
+
+
 def read_record(path):
-    """The provenance record at ``path``; InputError when it is missing or not a record."""
+    """The provenance record at ``path`` (its fields through ``RECORD_FIELDS``); InputError when it is missing or
+    not a record."""
     path = str(path)
-    try:
-        with open(path, "r") as handle:
-            record = json.load(handle)
-    except (IOError, OSError) as exc:
-        raise InputError("cannot read calibration record {}: {}; pass the {} file written next to a calibrated "
-                         "artefact".format(path, exc.strerror or exc, SUFFIX))
-    except ValueError as exc:
-        raise InputError("calibration record {} is not valid JSON ({})".format(path, exc))
+    fix = "pass the {} file written next to a calibrated artefact".format(SUFFIX)
+    record = read_file(path, "calibration record", fix, error=InputError)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise InputError("{} is not an edgecsp calibration record (no \"format\": \"{}\"): pass the {} file "
-                         "written next to a calibrated artefact".format(path, FORMAT, SUFFIX))
-    if int(record.get("version", 0)) > VERSION:
+        raise InputError("{} is not an edgecsp calibration record (no \"format\": \"{}\"): {}".format(
+            path, FORMAT, fix))
+    version = record.get("version", 0)
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
         raise InputError("calibration record {} has version {}, this edgecsp reads up to {}: upgrade edgecsp".format(
-            path, record.get("version"), VERSION))
+            path, version, VERSION))
+    checked = read_record_fields(record, RECORD_FIELDS, "calibration record " + path,
+                                 "recalibrate with --calib (the record was edited or damaged)", error=InputError)
+    record.update(checked)
     return record
 
 
@@ -120,7 +131,8 @@ def reusable_cache(record_path, model_sha256, meta, method=None):
     if not cache.get("file"):
         raise InputError("calibration record {} names no reusable calibration result (the backend that wrote it "
                          "recalibrates every build): pass --calib instead".format(record_path))
-    cache_path = os.path.join(os.path.dirname(os.path.abspath(str(record_path))), cache["file"])
+    cache_path = confined_path(os.path.dirname(os.path.abspath(str(record_path))), cache["file"], "calibration result",
+                               "a record names a file next to itself; recalibrate with --calib")
     if not os.path.isfile(cache_path):
         raise InputError("calibration result {} named by {} is missing: recalibrate with --calib".format(
             cache_path, record_path))

@@ -4,12 +4,12 @@ A card names the registry model and its constructor arguments, the weights file 
 class names, input size, anchors, strides, decode form and letterbox, and the measured accuracy. ``edgecsp
 export --card models/shapes_tiny_csp.json`` needs nothing else.
 """
-import json
 import os
 from typing import NamedTuple
 
 from edgecsp._files import write_json_atomic
 from edgecsp.errors import InputError
+from edgecsp.runtime.schema import Field, confined_path, free_json, optional, read_file, read_record, text
 
 
 class ModelCard(NamedTuple):
@@ -21,19 +21,26 @@ class ModelCard(NamedTuple):
     card: dict  # the whole JSON document
 
 
+CARD_FIX = "a card is a JSON object with 'model' (a registry name) and 'weights' (a file next to the card)"
+CARD_FIELDS = [
+    Field("model", text(128), required=True),
+    Field("weights", text(4096), required=True),
+    Field("name", optional(text(256))),
+    Field("kwargs", free_json(64), default={}),
+]
+
+
 def load_card(path):
-    """Read a model card; the weights path is resolved relative to the card's folder."""
+    """Read a model card; the weights path is resolved relative to the card's folder and must stay inside it."""
     if not os.path.isfile(path):
         raise InputError("model card {} not found: pass a JSON card such as models/shapes_tiny_csp.json".format(path))
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-        model, weights = doc["model"], doc["weights"]
-    except (ValueError, KeyError) as exc:
-        raise InputError("{} is not a valid model card ({}): it needs JSON keys 'model' and 'weights'".format(
-            path, exc))
-    weights = os.path.join(os.path.dirname(os.path.abspath(path)), weights)
-    return ModelCard(path, doc.get("name", model), model, weights, dict(doc.get("kwargs", {})), doc)
+    doc = read_file(path, "model card", CARD_FIX, error=InputError)
+    fields = read_record(doc, CARD_FIELDS, "model card " + path, CARD_FIX, error=InputError)
+    if not all(isinstance(k, str) and k.isidentifier() for k in fields["kwargs"]):
+        raise InputError("model card {}: field kwargs must map argument names to values: {}".format(path, CARD_FIX))
+    weights = confined_path(os.path.dirname(os.path.abspath(path)), fields["weights"], "weights",
+                            "keep the weights in the card's folder (or below it) and name them relative to it")
+    return ModelCard(path, fields["name"] or fields["model"], fields["model"], weights, dict(fields["kwargs"]), doc)
 
 
 def write_card(path, doc):

@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, NamedTuple, Tuple
 
 from edgecsp._lazy import require
 from edgecsp.errors import InputError
+from edgecsp.validate import shown
 
 _FAMILY_MODULES = ("edgecsp.models.cspnet", "edgecsp.models.yolo")
 
@@ -66,5 +67,21 @@ def get_entry(name):
 
 
 def create_model(name, **kwargs):
-    """Build a registered model (random weights); kwargs go to its factory (e.g. num_classes)."""
-    return get_entry(name).factory(**kwargs)
+    """Build a registered model (random weights); kwargs go to its factory (e.g. num_classes). InputError when
+    the factory does not take one of them (a model card's ``kwargs`` come from a file)."""
+    import inspect
+
+    entry = get_entry(name)
+    parameters = inspect.signature(entry.factory).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        strays = sorted(k for k in kwargs if k not in parameters)
+        if strays:
+            raise InputError("model {} takes no argument {} (it takes {}): fix the card's kwargs".format(
+                name, ", ".join(strays), ", ".join(parameters) or "none"))
+    if not kwargs:
+        return entry.factory()
+    try:
+        return entry.factory(**kwargs)
+    except (TypeError, ValueError) as exc:  # a keyword the model's class lacks, or a value of the wrong kind
+        raise InputError("model {} cannot be built with {} ({}: {}): fix the card's kwargs".format(
+            name, shown(kwargs, 80), type(exc).__name__, shown(str(exc), 120)))

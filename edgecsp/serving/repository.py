@@ -12,6 +12,7 @@ from edgecsp._files import atomic_folder, require_file, write_text_atomic
 from edgecsp._lazy import require
 from edgecsp.backends import backend_for_path, read_artefact_meta
 from edgecsp.errors import InputError, MetadataError
+from edgecsp.runtime.meta import check_interface
 from edgecsp.serving.server import python_paths
 from edgecsp.serving.triton_config import (BACKENDS, PYTHON, Interface, TensorSpec, check_model_name,
                                            default_model_name, model_config, to_pbtxt)
@@ -122,6 +123,9 @@ def _checked(artefact):
     except MetadataError as exc:
         raise MetadataError("{}; Triton's config carries the metadata so that clients can decode: {}".format(
             str(exc).rstrip("."), "re-export it with `edgecsp export`"))
+    interface = artefact_interface(path)  # the check every runner makes when it loads the artefact
+    check_interface(meta, interface.inputs[0].name, interface.inputs[0].shape,
+                    [(o.name, o.shape) for o in interface.outputs], os.path.basename(path))
     return path, backend, meta
 
 

@@ -77,7 +77,7 @@ class OnnxRuntimeRunner(BaseRunner):
             raise UnsupportedError("{} takes {} input but its metadata says input form {}: rebuild it with "
                                    "`edgecsp build`".format(where, inputs[0].type, meta.input_form))
         shape = [d if isinstance(d, int) else None for d in inputs[0].shape]
-        self._bind(meta, inputs[0].name, shape, [o.name for o in self._session.get_outputs()])
+        self._bind(meta, inputs[0].name, shape, [(o.name, o.shape) for o in self._session.get_outputs()])
         if requests:
             self._pool = ThreadPoolExecutor(max_workers=requests)
             self._slots = threading.BoundedSemaphore(requests)

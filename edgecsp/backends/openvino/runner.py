@@ -2,10 +2,10 @@
 import os
 import threading
 
-from edgecsp._files import require_file
+from edgecsp._files import reading, require_file
 from edgecsp._lazy import require
 from edgecsp.backends.base import BaseRunner, check_threads
-from edgecsp.errors import InputError, UnsupportedError
+from edgecsp.errors import InputError, MetadataError, UnsupportedError
 from edgecsp.runtime.meta import META_KEY, load_meta_or_raise
 from edgecsp.validate import choice, optional
 
@@ -28,14 +28,19 @@ def ov_message(exc):
 def model_meta_json(model):
     """The metadata JSON in an ``openvino.Model``'s rt_info, or None."""
     for path in (RT_INFO_PATH, FRAMEWORK_PATH):
-        if model.has_rt_info(list(path)):
-            return model.get_rt_info(list(path)).astype(str)
+        try:
+            if model.has_rt_info(list(path)):
+                return model.get_rt_info(list(path)).astype(str)
+        except RuntimeError as exc:  # an rt_info entry that is a map, not a string (an edited IR)
+            raise MetadataError("the IR's rt_info {} is not a metadata string ({}): rebuild it with `edgecsp "
+                                "build`".format("/".join(path), ov_message(exc)))
     return None
 
 
 def read_model(core, path):
     try:
-        return core.read_model(path)
+        with reading(path):  # no commit of another build in between: the .xml and the .bin of one build
+            return core.read_model(path)
     except RuntimeError as exc:
         raise InputError("OpenVINO cannot read {} ({}): rebuild it with `edgecsp build --target cpu`".format(
             os.path.basename(path), ov_message(exc)))
@@ -84,7 +89,9 @@ class OpenVINORunner(BaseRunner):
             raise UnsupportedError("{} has an input of unknown rank: re-export it with a fixed NCHW input".format(
                 where))
         shape = [d.get_length() if d.is_static else None for d in partial]
-        self._bind(meta, port.get_any_name(), shape, [o.get_any_name() for o in model.outputs])
+        outputs = [(o.get_any_name(), None if o.get_partial_shape().rank.is_dynamic else
+                    [d.get_length() if d.is_static else None for d in o.get_partial_shape()]) for o in model.outputs]
+        self._bind(meta, port.get_any_name(), shape, outputs)
 
         requests = self._requested_in_flight  # None: synchronous submit
         # THROUGHPUT: several streams (groups of cores) each running one request, what many requests want

@@ -16,7 +16,8 @@ from edgecsp.backends.tensorrt.bundle import engine_name
 from edgecsp.backends.tensorrt.calib_cache import ALGORITHMS
 from edgecsp.backends.tensorrt.calib_data import calibration_set
 from edgecsp.backends.tensorrt.device import cuda_device
-from edgecsp.backends.tensorrt.manifest import EngineManifest, check_bundle_files, manifest_path, read_bundle, to_json
+from edgecsp.backends.tensorrt.manifest import (EngineManifest, check_bundle_files, confined, manifest_path, read_bundle,
+                                               to_json)
 from edgecsp.backends.tensorrt.options import make_options
 from edgecsp.backends.tensorrt.logger import build_failure_message, make_logger
 from edgecsp.backends.tensorrt.policy import (check_device_calibration, check_precision_policy, device_mismatch,
@@ -267,7 +268,7 @@ def _build(trt, onnx_path, plan, manifest, opts, out_path, timing_path):
     meta = ModelMeta.from_dict(manifest.meta)
     cache_text = batches = None
     if plan.calibration == "cache":
-        with open(os.path.join(os.path.dirname(onnx_path), manifest.calibration["cache"])) as handle:
+        with open(confined(os.path.dirname(onnx_path), manifest.calibration["cache"], "the calibration cache")) as handle:
             cache_text = handle.read()
     else:
         config = (manifest.calibration or {}).get("config") or {}

@@ -13,6 +13,9 @@ from edgecsp._files import file_sha256 as sha256_of
 from edgecsp.backends.tensorrt.policy import sm_label
 from edgecsp.errors import InputError, MetadataError, UnsupportedError
 from edgecsp.runtime.meta import ModelMeta
+from edgecsp.runtime.schema import (Field, confined_path, file_name, flag, free_json, integer, list_of, one_of, optional,
+                                    read_file, read_record, sha256, text)
+from edgecsp.validate import shown
 
 BUNDLE_MANIFEST = "bundle.json"
 BUNDLE_KIND = "edgecsp-device-bundle"
@@ -86,28 +89,68 @@ def to_json(record):
     return json.dumps(record._asdict(), indent=2, sort_keys=True) + "\n"
 
 
+_PRECISIONS = one_of("fp32", "fp16", "int8")
+_SHAPE = list_of(optional(integer(1, 1 << 20)), 4, 4)  # NCHW (NHWC for uint8 input), None where dynamic
+_NAMES = list_of(text(256), 1, 64)
+_FP32_LAYERS = list_of(free_json(typed=[Field("node", text(1024)), Field("tensor", optional(text(1024))),
+                                        Field("why", optional(text(4096, empty=True)))]), 0, 100000)
+_CALIBRATION = optional(free_json(typed=[Field("cache", optional(file_name())), Field("method", optional(text(32))),
+                                         Field("algorithm", optional(text(64))), Field("record", optional(text(4096)))]))
+_SHARED_FIELDS = [
+    Field("target", text(64), required=True), Field("precision", _PRECISIONS, required=True),
+    Field("input_name", text(256), required=True), Field("input_shape", _SHAPE, required=True),
+    Field("outputs", _NAMES, required=True), Field("meta", free_json(), required=True),
+    Field("max_batch", integer(1, 1 << 16), default=1), Field("dla_core", optional(integer(0, 7))),
+    Field("fp32_layers", _FP32_LAYERS, default=[]), Field("calibration", _CALIBRATION),
+    Field("edgecsp", text(64, empty=True), default=""), Field("format", integer(1, FORMAT), default=FORMAT),
+]
+FIELDS = {
+    BUNDLE_KIND: _SHARED_FIELDS + [
+        Field("kind", one_of(BUNDLE_KIND), required=True),
+        Field("onnx", file_name(), required=True), Field("onnx_sha256", sha256(), required=True),
+        Field("trt_version", list_of(text(32), 1, 2), required=True), Field("sm", optional(text(16))),
+        Field("workspace_mib", integer(1, 1 << 22), required=True),
+        Field("allow_slow_int8", flag(), default=False), Field("fp16_check", free_json(), default={}),
+        Field("lint", free_json(), default={}), Field("notes", list_of(text(4096, empty=True), 0, 1000), default=[]),
+        Field("source_onnx", text(4096, empty=True), default=""),
+        Field("source_onnx_sha256", text(64, empty=True), default=""),
+    ],
+    ENGINE_KIND: _SHARED_FIELDS + [
+        Field("kind", one_of(ENGINE_KIND), required=True),
+        Field("engine", file_name(), required=True), Field("engine_sha256", sha256(), required=True),
+        Field("tensorrt", text(32), required=True), Field("gpu", text(256, empty=True), required=True),
+        Field("sm", text(16), required=True), Field("onnx_sha256", sha256(), required=True),
+        Field("workspace_mib", integer(0, 1 << 22), default=0),
+    ],
+}
+
+
 def _from_dict(cls, data, where, kind):
+    """The manifest ``data`` read through ``FIELDS[kind]``, its metadata through ModelMeta's rules."""
+    fix = ("rebuild the engine with `edgecsp build`" if kind == ENGINE_KIND else
+           "write the bundle again on the host with `edgecsp build --target T model.onnx`")
     if not isinstance(data, dict) or data.get("kind") != kind:
-        raise MetadataError("{} is not an {} manifest (kind {!r})".format(
-            where, kind, data.get("kind") if isinstance(data, dict) else type(data).__name__))
-    if int(data.get("format", FORMAT)) > FORMAT:
+        raise MetadataError("{} is not an {} manifest (kind {}): {}".format(
+            where, kind, shown(data.get("kind") if isinstance(data, dict) else type(data).__name__, 40), fix))
+    version = data.get("format", FORMAT)
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
         raise MetadataError("{} uses manifest format {} but this edgecsp reads up to {}: upgrade edgecsp on this "
-                            "device".format(where, data.get("format"), FORMAT))
-    fields = dict((k, v) for k, v in data.items() if k in cls._fields)
-    try:
-        return cls(**fields)
-    except TypeError as exc:
-        raise MetadataError("{} is an incomplete {} manifest ({})".format(where, kind, exc))
+                            "device".format(where, version, FORMAT))
+    record = cls(**read_record(data, FIELDS[kind], where, fix))
+    ModelMeta.from_dict(record.meta, where)
+    return record
 
 
 def _load_json(path, hint):
     if not os.path.isfile(path):
         raise MetadataError("{} not found: {}".format(path, hint))
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except ValueError as exc:
-        raise MetadataError("{} is not valid JSON ({}): {}".format(path, exc, hint))
+    return read_file(path, "manifest", hint)
+
+
+def confined(folder, name, what):
+    # type: (str, str, str) -> str
+    """``folder/name`` for a file a bundle's manifest names, kept inside the bundle (``confined_path``)."""
+    return confined_path(folder, name, what, "a bundle holds its own files; copy the bundle from the host again")
 
 
 # -- bundles --------------------------------------------------------------------------------------------------
@@ -123,7 +166,7 @@ def read_bundle(folder):
 def check_bundle_files(folder, manifest):
     # type: (str, BundleManifest) -> str
     """The bundled ONNX's path after checking it is the one the manifest describes (sha256); InputError else."""
-    onnx_path = os.path.join(str(folder), manifest.onnx)
+    onnx_path = confined(folder, manifest.onnx, "the ONNX")
     where = os.path.basename(os.path.abspath(str(folder)))
     if not os.path.isfile(onnx_path):
         raise InputError("bundle {} lacks {}: copy the whole folder from the host again".format(where, manifest.onnx))
@@ -133,7 +176,7 @@ def check_bundle_files(folder, manifest):
                          "copied incompletely; copy the bundle again or rebuild it on the host".format(
                              manifest.onnx, where, found[:12], manifest.onnx_sha256[:12]))
     if manifest.calibration and manifest.calibration.get("cache"):
-        cache = os.path.join(str(folder), manifest.calibration["cache"])
+        cache = confined(folder, manifest.calibration["cache"], "the calibration cache")
         if not os.path.isfile(cache):
             raise InputError("bundle {} lacks its calibration cache {}: copy the whole folder again".format(
                 where, manifest.calibration["cache"]))

@@ -139,13 +139,13 @@ class TensorRTRunner(BaseRunner):
         self._io = _describe_io(trt, self._engine)
         inputs = [t for t in self._io if t.is_input]
         check_engine_inputs(inputs, meta, os.path.basename(self.path))
+        shape = [None if d < 0 else d for d in inputs[0].shape]
+        self._bind(meta, inputs[0].name, shape, [(t.name, t.shape) for t in self._io if not t.is_input])
         self._max_batch = engine_max_batch(inputs[0].shape, manifest.max_batch)
         for name, (shape, dtype) in plan_buffers(self._io, self._max_batch).items():
             self._host[name] = self._cuda.pagelocked_empty(int(np.prod(shape)), dtype=np.dtype(dtype))
             self._device_mem[name] = self._cuda.mem_alloc(self._host[name].nbytes)
         self._stream = self._cuda.Stream()
-        shape = [None if d < 0 else d for d in inputs[0].shape]
-        self._bind(meta, inputs[0].name, shape, [t.name for t in self._io if not t.is_input])
 
     def _max_batch_limit(self):
         return self._max_batch  # the optimization profile's largest batch

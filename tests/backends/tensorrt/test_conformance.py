@@ -210,7 +210,7 @@ def _manifest(**overrides):
     return BundleManifest(**values)
 
 
-IO = [("images", True, (1, 3, 32, 32)), ("p8", False, (1, 3, 32, 32))]
+IO = [("images", True, (1, 3, 32, 32)), ("p8", False, (1, 14, 4, 4))]
 
 
 @pytest.mark.parametrize("version", sorted(standins.VERSIONS))
@@ -236,7 +236,7 @@ def test_fp16_build_with_fp32_layers_and_timing_cache(version, tmp_path):
 @pytest.mark.parametrize("version", ["8.5", "10.3"])
 def test_dynamic_batch_int8_calibrates_at_its_own_profile(version, tmp_path):
     """The main profile's kOPT is max_batch; calibration gets min = opt = max = the calibrator's batch."""
-    io = [("images", True, (-1, 3, 32, 32)), ("p8", False, (-1, 3, 32, 32))]
+    io = [("images", True, (-1, 3, 32, 32)), ("p8", False, (-1, 14, 4, 4))]
     fake = standins.FakeTensorRT(version, io)
     trt, cuda = fake.module(), standins.FakeCuda(standins.load_surface("pycuda-2022.json"), fake.memory)
     manifest = _manifest(precision="int8", input_shape=[None, 3, 32, 32], max_batch=4, target="xavier-nx",
@@ -335,7 +335,7 @@ def _runner_with(monkeypatch, fake, cuda):
 @pytest.mark.parametrize("version", sorted(standins.VERSIONS))
 def test_runner_runs_a_static_batch_of_four_through_either_io_api(version, tmp_path, monkeypatch):
     """Bindings (8.2) or named tensors (8.5+), pinned buffers, async copies: the outputs are the engine's."""
-    io = [("images", True, (4, 3, 32, 32)), ("p8", False, (4, 3, 32, 32))]
+    io = [("images", True, (4, 3, 32, 32)), ("p8", False, (4, 14, 4, 4))]
     fake = standins.FakeTensorRT(version, io)
     cuda = standins.FakeCuda(standins.load_surface("pycuda-2022.json"), fake.memory)
     _runner_with(monkeypatch, fake, cuda)
@@ -345,7 +345,8 @@ def test_runner_runs_a_static_batch_of_four_through_either_io_api(version, tmp_p
     with runner:
         assert runner._max_batch == 4 and runner.input_shape == (4, 3, 32, 32)
         out = runner.infer(x)[0]
-    np.testing.assert_allclose(out, 2 * x + 1)
+    assert out.shape == (4, 14, 4, 4)  # the head the metadata describes; the fake fills it from x's first values
+    np.testing.assert_allclose(out, (2 * x.ravel()[:out.size] + 1).reshape(out.shape))
     api = "execute_async_v2" if version == "8.2" else "execute_async_v3"
     assert [c for c in fake.calls if c[1] == api]
     assert cuda.retained == cuda.detached == 1 and cuda.stack == []  # the primary context is released

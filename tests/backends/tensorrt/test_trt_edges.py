@@ -90,7 +90,7 @@ def test_corrupted_bundles_are_refused(tiny, tmp_path):
     data = json.load(open(path))
     for change, message in ((dict(data, kind="other"), "is not an edgecsp-device-bundle manifest"),
                             (dict(data, format=99), "uses manifest format 99 but this edgecsp reads up to 1"),
-                            (dict((k, v) for k, v in data.items() if k != "onnx"), "incomplete")):
+                            (dict((k, v) for k, v in data.items() if k != "onnx"), "field onnx is missing")):
         json.dump(change, open(path, "w"))
         with pytest.raises(MetadataError, match=message):
             read_bundle(out)
