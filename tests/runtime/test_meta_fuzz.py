@@ -216,3 +216,72 @@ def test_documents_are_bounded_before_they_are_parsed():
         parse_json(b"x" * 200, "doc", "fix", error=InputError, max_bytes=100)
     assert parse_json("[" * MAX_DEPTH + "]" * MAX_DEPTH, "doc", "fix") is not None
     assert math.isfinite(parse_json("1e308", "doc", "fix"))
+
+
+# -- the other documents: engine and bundle manifests, calibration records, model cards ------------------------
+ENGINE = {"kind": "edgecsp-tensorrt-engine", "format": 1, "engine": "m.engine", "engine_sha256": "b" * 64,
+          "tensorrt": "8.2.1", "gpu": "Orin", "sm": "8.7", "target": "orin", "precision": "int8",
+          "input_name": "images", "input_shape": [None, 3, 256, 256], "outputs": ["head16", "head32"],
+          "onnx_sha256": "a" * 64, "meta": DEMO, "max_batch": 4, "dla_core": None, "workspace_mib": 1024,
+          "calibration": {"method": "entropy", "cache": "calib.cache", "algorithm": "EntropyCalibration2"},
+          "fp32_layers": [{"tensor": "t", "node": "n", "why": "overflow"}], "edgecsp": "0.1.0"}
+BUNDLE = dict(dict((k, v) for k, v in ENGINE.items() if k not in ("engine", "engine_sha256", "tensorrt", "gpu")),
+              kind="edgecsp-device-bundle", onnx="m.onnx", trt_version=["8.2.1", "8.2.1"], sm="6.2",
+              target="tx2", allow_slow_int8=True, fp16_check={"ran": False}, lint={"warnings": []}, notes=["x"])
+RECORD = {"format": "edgecsp-calibration", "version": 1, "model": {"name": "m", "sha256": "c" * 64},
+          "data": {"kind": "folder"}, "samples": 2, "algorithm": {"method": "minmax"},
+          "preprocessing": {"input_size": [256, 256], "letterbox": True, "pad_value": 114, "channel_order": "RGB",
+                            "scale": 1.0 / 255},
+          "cache": {"file": "m.calibration-ranges.json", "sha256": "d" * 64}}
+CARD = {"name": "demo", "model": "shapes_tiny_csp", "weights": "w.pt", "kwargs": {}, "classes": ["a"]}
+
+
+@given(st.sampled_from(["engine", "bundle"]).flatmap(
+    lambda kind: st.tuples(st.just(kind), mutated(ENGINE if kind == "engine" else BUNDLE))))
+@fuzz_settings()
+@example(("bundle", dict(BUNDLE, onnx="../../../etc/passwd")))
+@example(("bundle", dict(BUNDLE, onnx="/etc/passwd")))
+@example(("bundle", dict(BUNDLE, calibration={"cache": "../x"})))
+@example(("engine", dict(ENGINE, meta=[1, 2])))
+@example(("engine", dict(ENGINE, fp32_layers=[5])))
+def test_fuzz_manifests_load_or_fail_in_one_line(case):
+    from edgecsp.backends.tensorrt.manifest import (BUNDLE_KIND, ENGINE_KIND, BundleManifest, EngineManifest,
+                                                    _from_dict)
+
+    kind, document = case
+    cls, kind_name = (EngineManifest, ENGINE_KIND) if kind == "engine" else (BundleManifest, BUNDLE_KIND)
+    with no_hang():
+        try:
+            record = _from_dict(cls, json.loads(json.dumps(document)), "m.json", kind_name)
+        except MetadataError as exc:
+            _one_line(exc)
+            return
+    assert "/" not in (record.engine if kind == "engine" else record.onnx)
+    ModelMeta.from_dict(record.meta)
+
+
+@given(st.sampled_from(["record", "card"]).flatmap(
+    lambda kind: st.tuples(st.just(kind), mutated(RECORD if kind == "record" else CARD))))
+@fuzz_settings()
+@example(("record", dict(RECORD, cache={"file": "../../etc/passwd", "sha256": "d" * 64})))
+@example(("record", dict(RECORD, version="2")))
+@example(("card", dict(CARD, weights="../../../etc/passwd")))
+@example(("card", dict(CARD, kwargs={"not an identifier": 1})))
+def test_fuzz_calibration_records_and_model_cards_load_or_fail_in_one_line(tmp_path_factory, case):
+    from edgecsp.calibration.provenance import check_reuse, read_record
+    from edgecsp.models.card import load_card
+
+    kind, document = case
+    folder = tmp_path_factory.mktemp("doc")
+    path = folder / ("m.calibration.json" if kind == "record" else "card.json")
+    path.write_text(json.dumps(document))
+    with no_hang():
+        try:
+            if kind == "record":
+                record = read_record(str(path))
+                check_reuse(record, "c" * 64, ModelMeta.from_json(json.dumps(DEMO)), "minmax")
+            else:
+                card = load_card(str(path))
+                assert card.weights.startswith(str(folder))
+        except InputError as exc:
+            _one_line(exc)
