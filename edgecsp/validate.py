@@ -29,6 +29,16 @@ def shown(value, limit=SHOWN_CHARS):
     return text if len(text) <= limit else text[:limit - 13] + "...(+{} chars)".format(len(text) - limit + 13)
 
 
+_DIGITS = re.compile(r"[0-9]+\Z")
+
+
+def ascii_digits(text):
+    # type: (object) -> bool
+    """Whether ``text`` is a string of ASCII digits only (``str.isdigit`` also takes '²' and '١٢', which ``int``
+    refuses or reads)."""
+    return isinstance(text, str) and _DIGITS.match(text) is not None
+
+
 def _fix(hint):
     return ": " + hint if hint else ""
 

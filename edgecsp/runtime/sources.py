@@ -17,6 +17,7 @@ import numpy as np
 
 from edgecsp._lazy import require
 from edgecsp.errors import InputError
+from edgecsp.validate import ascii_digits
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def open_source(spec, skip_unreadable=False):
     if not isinstance(spec, str) or not spec.strip():
         raise InputError("no source given: " + _HOW)
     spec = spec.strip()
-    if spec.isdigit() and not os.path.exists(spec):
+    if ascii_digits(spec) and not os.path.exists(spec):
         return VideoSource(int(spec), spec, "camera")
     if _URL.match(spec):
         return VideoSource(spec, _hide_credentials(spec), "stream")

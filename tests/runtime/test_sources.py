@@ -155,3 +155,16 @@ def test_camera_index_and_url_specs(monkeypatch):
 def test_credentials_hidden_from_names():
     assert sources_mod._hide_credentials("rtsp://u:p@host:554/x") == "rtsp://***@host:554/x"
     assert sources_mod._hide_credentials("http://host/x") == "http://host/x"
+
+
+def test_a_camera_index_is_ascii_digits_only():
+    """'²' and '٣' pass str.isdigit(); int() refuses the first and reads the second: neither is a camera index."""
+    from edgecsp.errors import InputError
+    from edgecsp.runtime.sources import open_source
+    from edgecsp.validate import ascii_digits
+
+    assert ascii_digits("0") and ascii_digits("12") and not ascii_digits("²") and not ascii_digits("٣")
+    assert not ascii_digits("1\n") and not ascii_digits("") and not ascii_digits(3)
+    for spec in ("²", "٣"):
+        with pytest.raises(InputError, match="does not exist"):
+            open_source(spec)

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgecsp.backends.tensorrt.versions import version_number
 from edgecsp.errors import InputError
+from edgecsp.validate import ascii_digits
 
 QUANT_MAX = 127.0
 HISTOGRAM_BINS = 2048
@@ -63,7 +64,7 @@ def parse_cache(text):
     """
     lines = [line for line in text.splitlines() if line.strip()]
     parts = lines[0].strip().split("-", 2) if lines else []
-    if len(parts) != 3 or parts[0] != "TRT" or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != "TRT" or not ascii_digits(parts[1]):
         raise InputError("not a TensorRT calibration cache: the first line must look like "
                          "TRT-8201-EntropyCalibration2, got {!r}".format(lines[0] if lines else ""))
     scales = {}

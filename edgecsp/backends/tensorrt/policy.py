@@ -7,6 +7,7 @@ from typing import Optional
 from edgecsp.backends.tensorrt.versions import major_minor, parse_version, version_in_range
 from edgecsp.errors import UnsupportedError
 from edgecsp.targets import check_precision, get_target
+from edgecsp.validate import ascii_digits
 
 OVERRIDE_FLAG = "--allow-slow-int8"
 # TensorRT major.minor on a Jetson -> the JetPack (and L4T) release that ships it (NVIDIA's JetPack archive).
@@ -85,7 +86,7 @@ def check_dla(target, dla_core, precision):
     if precision not in ("fp16", "int8"):
         raise UnsupportedError("DLA runs FP16 or INT8 only, not {}: use --precision fp16 with --dla-core".format(
             precision))
-    core = int(dla_core) if not isinstance(dla_core, bool) and str(dla_core).lstrip("-").isdigit() else -1
+    core = int(dla_core) if not isinstance(dla_core, bool) and ascii_digits(str(dla_core)) else -1
     if not 0 <= core < target.dla_cores:
         raise UnsupportedError("target {} has {} DLA cores: --dla-core must be {}, got {}".format(
             target.name, target.dla_cores, " or ".join(str(c) for c in range(target.dla_cores)), dla_core))
