@@ -29,7 +29,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from edgecsp._files import write_json_atomic
+from edgecsp._files import READS, READS_SPEC, WRITES, check_paths, write_json_atomic
 from edgecsp.bench_measure import _MARK, _split_pair
 from edgecsp.errors import InputError
 
@@ -55,6 +55,11 @@ class BenchConfig(NamedTuple):
     nms: int = 0  # > 0: also time edgecsp's NMS against cv2.dnn.NMSBoxesBatched on this many boxes
     server: Optional[str] = None  # grpc://HOST:PORT of a Triton server: measure its model `model` as the engine
     model: Optional[str] = None
+
+
+# what bench reads and writes: --json may not replace an artefact or video it measures (edgecsp._files.check_paths)
+PATHS = (("engine", "--engine", READS), ("vs", "--vs", READS_SPEC), ("video", "--video", READS),
+         ("memory", "--memory", READS), ("json", "--json", WRITES))
 
 
 def engine_spec(config):
@@ -93,6 +98,10 @@ def run_child(job, timeout=900.0):
         proc.communicate()
         raise InputError("benchmark {} ran over {:.0f} s: pass --seconds lower or --max-frames".format(
             job["name"], timeout))
+    except BaseException:  # Ctrl-C, SIGTERM (edgecsp.errors.Terminated): the child must not outlive the run
+        proc.kill()
+        proc.wait()
+        raise
     lines = [line[len(_MARK):] for line in out.splitlines() if line.startswith(_MARK)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError("benchmark child for {} failed (exit {}):\n{}".format(job["name"], proc.returncode,
@@ -257,6 +266,7 @@ def ratios(results):
 
 def bench(config, log=None):
     """Measure every configuration, alternating rounds, each run in its own process; returns the report dict."""
+    check_paths(config, PATHS)
     jobs = plan_jobs(config)
     rounds = config.rounds or (3 if len(jobs) > 1 else 1)
     records = [[] for _ in jobs]

@@ -12,7 +12,7 @@ Python 3.6 compatible (it runs on the device too).
 import os
 from typing import NamedTuple, Optional
 
-from edgecsp._files import require_file
+from edgecsp._files import READS, READS_SPEC, WRITES, check_paths, require_file
 from edgecsp._lazy import available, check_numpy
 from edgecsp.backends import get_backend, get_backend_record
 from edgecsp.errors import InputError, UnsupportedError
@@ -33,6 +33,13 @@ class BuildConfig(NamedTuple):
     # existing folder: that default name inside it
     mode: str = "auto"  # one of BUILD_MODES; "bundle"/"here" only for backends with a host/device split
     options: dict = {}  # backend build options, e.g. TensorRT's workspace_mib, calib (backend.BUILD_OPTIONS)
+
+
+# what build reads and writes (config fields and path options): no output may replace or sit inside an input
+# (edgecsp._files.check_paths)
+PATHS = (("onnx_path", "ONNX", READS), ("calib", "--calib", READS_SPEC), ("calib_cache", "--calib-cache", READS),
+         ("val_data", "--val-data", READS), ("val_images", "--val-images", READS), ("output", "-o", WRITES),
+         ("timing_cache", "--timing-cache", WRITES))
 
 
 def default_output(onnx_path, target, precision, folder=DEFAULT_FOLDER, bundle=False):
@@ -116,6 +123,15 @@ def _is_bundle(folder):
     return os.path.isfile(os.path.join(folder, BUNDLE_MANIFEST))
 
 
+def _bundle_inputs(folder):
+    """The files of a device bundle an engine is built from: its manifest, ONNX model(s) and calibration cache."""
+    from edgecsp.backends.tensorrt.bundle import CACHE_FILE
+    from edgecsp.backends.tensorrt.manifest import BUNDLE_MANIFEST
+
+    names = sorted(os.listdir(str(folder)))
+    return [os.path.join(str(folder), n) for n in names if n in (BUNDLE_MANIFEST, CACHE_FILE) or n.endswith(".onnx")]
+
+
 def build(config):
     # type: (BuildConfig) -> str
     """Build ``config.onnx_path`` for ``config.target``; returns the artefact's path (a folder for a bundle)."""
@@ -135,8 +151,7 @@ def build(config):
     if mode == "bundle" and os.path.splitext(output)[1].lower() == target.suffix:
         raise InputError("a device bundle is a folder, but the output {} is named like an engine: drop -o or "
                          "name a folder".format(output))
-    if os.path.abspath(output) == os.path.abspath(source):
-        raise InputError("the output {} would overwrite the source ONNX: choose another --output".format(output))
+    check_paths(dict(config._asdict(), **options), PATHS, output=output)
     check_source(source, target)
     if mode == "bundle":
         return backend.write_bundle(source, output, precision, target, **options)
@@ -158,4 +173,6 @@ def _build_from_bundle(config, target, backend, options):
     if config.output and os.path.splitext(config.output)[1].lower() != target.suffix:
         raise InputError("target {} writes {} artefacts, but the output is {}".format(
             target.name, target.suffix, config.output))
+    # the engine goes into the bundle by default: what the bundle holds is read, not the folder as a whole
+    check_paths(dict(config._asdict(), **options), PATHS, onnx_path=_bundle_inputs(config.onnx_path))
     return backend.build_from_bundle(str(config.onnx_path), config.output, config.precision, target, **options)

@@ -47,6 +47,14 @@ class ServerError(EdgeCSPError):
     exit_code = 8
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, systemd, Kubernetes) while a command runs: it stops as on Ctrl-C (outputs
+    staged so far are deleted), and the CLI exits with ``exit_code`` (128 + 15). Not an EdgeCSPError: a signal,
+    not a mistake."""
+
+    exit_code = 143
+
+
 EXIT_CODES = [
     (0, "success"),
     (1, "other edgecsp error"),
@@ -58,5 +66,6 @@ EXIT_CODES = [
     (UnsupportedError.exit_code, "unsupported target, precision, operator or combination"),
     (ServerError.exit_code, "an inference server is unreachable, did not start or failed a request"),
     (130, "interrupted (Ctrl-C)"),
+    (Terminated.exit_code, "terminated (SIGTERM: docker stop, systemd, Kubernetes); nothing half-written is left"),
     (141, "stdout closed early (broken pipe)"),
 ]

@@ -1,10 +1,11 @@
 """Library entry point of ``edgecsp infer``: open the artefact's runner and run the detection pipeline."""
 from typing import NamedTuple, Optional
 
+from edgecsp._files import READS, READS_SPEC, WRITES, check_paths
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.runtime.inputs import check_sources, open_sources
 from edgecsp.runtime.pipeline import DEFAULT_IN_FLIGHT, DetectOptions, run_pipeline
-from edgecsp.runtime.sinks import sink_for
+from edgecsp.runtime.sinks import sink_for, stream_path
 from edgecsp.validate import fraction, iou_threshold, optional, positive_int
 
 
@@ -12,9 +13,10 @@ class InferConfig(NamedTuple):
     engine: Optional[str]  # .onnx (ONNX Runtime), .xml (OpenVINO IR), TensorRT engine; or None with server
     source: object  # video file, image, folder of images, camera index or URL; or a list of them (streams)
     conf: float = 0.25
-    iou: float = 0.45
+    iou: Optional[float] = None  # None: the model family's NMS IoU (ModelMeta.nms), else 0.45
     max_det: int = 300
     class_agnostic: bool = False
+    multi_label: Optional[bool] = None  # None: the model family's rule (ModelMeta.nms), else multi-label
     save: Optional[str] = None  # annotated video (.mp4) or a folder for annotated images
     json: Optional[str] = None  # detections per frame as JSON lines
     max_frames: Optional[int] = None
@@ -29,10 +31,15 @@ class InferConfig(NamedTuple):
     model: Optional[str] = None  # the model's name on the server
 
 
+# what infer reads and writes: no output may replace or sit inside an input (edgecsp._files.check_paths)
+PATHS = (("engine", "--engine", READS), ("source", "source", READS_SPEC), ("save", "--save", WRITES),
+         ("json", "--json", WRITES))
+
+
 def check_options(config):
     """Raise InputError for bad thresholds, counts, sources or output paths (before any model is loaded)."""
     fraction(config.conf, "--conf")
-    iou_threshold(config.iou, "--iou")
+    optional(iou_threshold, config.iou, "--iou")
     positive_int(config.max_det, "--max-det")
     optional(positive_int, config.max_frames, "--max-frames")
     optional(positive_int, config.in_flight, "--in-flight")
@@ -46,6 +53,9 @@ def check_options(config):
         from edgecsp.serving.client import server_spec
 
         server_spec(config.server, config.model)  # a bad URL or no --model fails before any source opens
+    streams = len(stream_sources(config))  # one output per stream: d.jsonl -> d-0.jsonl, d-1.jsonl...
+    check_paths(config, PATHS, **dict((field, [stream_path(path, i, streams) for i in range(streams)])
+                                      for field, path in (("save", config.save), ("json", config.json)) if path))
     kind, source_options = _source_kind(config)
     check_sources(stream_sources(config), kind, **source_options)
     return make_sinks(config)
@@ -91,6 +101,6 @@ def infer(config, log=None):
             raise UnsupportedError("{} is a {} model: `edgecsp infer` runs detectors".format(
                 config.engine or config.model, runner.meta.task))
         return run_pipeline(runner, sources, DetectOptions(config.conf, config.iou, config.max_det,
-                                                           config.class_agnostic),
+                                                           config.class_agnostic, config.multi_label),
                             sinks=sinks, max_frames=config.max_frames, progress=config.progress, log=log,
                             sync=config.sync, in_flight=in_flight)

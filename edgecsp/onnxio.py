@@ -129,8 +129,8 @@ def input_form_of(value, default="uint8"):
 
 def add_uint8_input(model, meta):
     """Make ``model`` (an onnx.ModelProto taking the runtime's float NCHW batch) take the letterboxed uint8 NHWC
-    BGR frames: a Cast -> Gather (BGR -> RGB, when the model wants RGB) -> Transpose -> Mul(scale) prefix in front
-    of its input, computing exactly what ``edgecsp.runtime.preprocess`` does. In place; returns the model."""
+    BGR frames: a Cast -> Gather (BGR -> RGB, when the model wants RGB) -> Transpose -> Mul(scale) [-> Sub(mean) ->
+    Div(std)] prefix in front of its input, computing exactly what ``edgecsp.runtime.preprocess`` does. In place; returns the model."""
     onnx = require("onnx", "adding the uint8 input to ONNX models")
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     import numpy as np
@@ -164,8 +164,14 @@ def add_uint8_input(model, meta):
     nodes.append(helper.make_node("Transpose", [current], [name + "_nchw"], perm=[0, 3, 1, 2],
                                   name="edgecsp_uint8_nchw"))
     current = name + "_nchw"
+    scaled = name + "_scaled" if meta.normalized else inner
     extra.append(numpy_helper.from_array(np.array(meta.scale, np.float32), name + "_scale"))
-    nodes.append(helper.make_node("Mul", [current, name + "_scale"], [inner], name="edgecsp_uint8_scale"))
+    nodes.append(helper.make_node("Mul", [current, name + "_scale"], [scaled], name="edgecsp_uint8_scale"))
+    if meta.normalized:  # (x - mean) / std per channel, as the runtime computes it
+        extra.append(numpy_helper.from_array(np.array(meta.mean, np.float32).reshape(1, 3, 1, 1), name + "_mean"))
+        extra.append(numpy_helper.from_array(np.array(meta.std, np.float32).reshape(1, 3, 1, 1), name + "_std"))
+        nodes.append(helper.make_node("Sub", [scaled, name + "_mean"], [name + "_centred"], name="edgecsp_uint8_mean"))
+        nodes.append(helper.make_node("Div", [name + "_centred", name + "_std"], [inner], name="edgecsp_uint8_std"))
     graph.initializer.extend(extra)
     kept = [i for i in graph.input if i.name != name]
     del graph.input[:]

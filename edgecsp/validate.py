@@ -8,7 +8,7 @@ import re
 
 from edgecsp.errors import InputError
 
-_CONTROL = re.compile(u"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(u"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
 SHOWN_CHARS = 80
 
 

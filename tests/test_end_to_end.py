@@ -46,7 +46,7 @@ def test_demo_model_card_matches_onnx_metadata_and_its_accuracy(demo_onnx, demo_
     meta = read_artefact_meta(demo_onnx)
     assert meta.names == card["classes"]
     assert list(meta.input_size) == card["input_size"]
-    assert [h.stride for h in meta.heads] == [h["stride"] for h in card["heads"]]
+    assert [h.stride for h in meta.params.heads] == [h["stride"] for h in card["heads"]]
     annotations = generate_dataset(str(tmp_path / "val"), 60, seed=1000)
     measured = evaluate_artefact(demo_ir, annotations, coco=False)
     print("demo IR on 60 fresh images: mAP@0.5 {:.4f} (card: {:.4f})".format(measured["map50"],

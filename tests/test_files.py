@@ -172,3 +172,41 @@ def test_one_rename_into_place_in_the_package():
                 if "os.replace(" in text or "os.rename(" in text or "mkstemp(" in text:
                     offenders.append(os.path.relpath(path, ROOT))
     assert offenders == []
+
+
+_PAIR_WRITER = r"""
+import sys
+from edgecsp._files import Staged
+folder, tag = sys.argv[1], sys.argv[2]
+for i in range(int(sys.argv[3])):
+    token = "{}-{}".format(tag, i).encode() * 4096
+    with Staged([folder + "/m.bin", folder + "/m.xml"]) as staged:  # the .bin, then the .xml, as an IR lands
+        for path in staged.staged:
+            with open(path, "wb") as handle:
+                handle.write(token)
+"""
+
+
+def test_commits_of_two_files_are_serialised_between_processes_and_readers_see_one_build(tmp_path):
+    """Two processes committing the same .xml/.bin pair over and over (two `edgecsp build`s of one IR): a reader
+    holding ``reading`` never sees the .xml of one beside the .bin of the other, and the last pair matches."""
+    from edgecsp._files import reading
+
+    folder = str(tmp_path)
+    writers = [subprocess.Popen([sys.executable, "-c", _PAIR_WRITER, folder, tag, "300"], cwd=ROOT)
+               for tag in ("a", "b")]
+    reads, mixed = 0, []
+    while any(w.poll() is None for w in writers):
+        with reading(os.path.join(folder, "m.xml")):
+            try:
+                xml, weights = open(os.path.join(folder, "m.xml"), "rb").read(), open(
+                    os.path.join(folder, "m.bin"), "rb").read()
+            except FileNotFoundError:  # before the first commit
+                continue
+        reads += 1
+        if xml != weights:
+            mixed.append((xml[:8], weights[:8]))
+    assert [w.returncode for w in writers] == [0, 0]
+    assert reads > 0 and mixed == []
+    assert open(os.path.join(folder, "m.xml"), "rb").read() == open(os.path.join(folder, "m.bin"), "rb").read()
+    assert _entries(tmp_path) == ["m.bin", "m.xml"]  # the lock is the folder's own: no lock file is left

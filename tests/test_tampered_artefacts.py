@@ -33,11 +33,11 @@ TAMPERED = [
     (dict(channel_order="XYZ"), "field channel_order must be one of RGB, BGR"),
     (dict(input_size=[10 ** 9, 256]), "field input_size[0] must be an integer between 1 and 8192"),
     (dict(input_size=[320, 320]), "metadata says input size 320x320 but the model takes 256x256"),
-    (dict(names=["a", "b", "c"]), "but its metadata (3 classes"),
+    (dict(names=["a", "b", "c"]), "but its yolo_raw metadata (3 classes"),
     (dict(outputs=["head16", "nope"]), "lists outputs nope that the model lacks"),
-    ("heads.0.stride=1000000000", "field heads[0].stride must be an integer between 1 and 8192"),
+    ("heads.0.stride=1000000000", "field params.heads[0].stride must be an integer between 1 and 8192"),
     ("heads.0.stride=8", "'head16' is shaped"),
-    ("heads.0.anchors=[[1, 2, 3]]", "field heads[0].anchors[0] must be an array of 2 items"),
+    ("heads.0.anchors=[[1, 2, 3]]", "field params.heads[0].anchors[0] must be an array of 2 items"),
     ("heads.0.anchors=[[Infinity, 2]]", "not a number JSON allows"),
 ]
 
@@ -51,7 +51,7 @@ def _tampered_text(original, change):
         doc = json.loads(original)
         path, value = change.split("=", 1)
         _, index, key = path.split(".")
-        doc["heads"][int(index)][key] = json.loads(value) if "Infinity" not in value else value
+        doc["params"]["heads"][int(index)][key] = json.loads(value) if "Infinity" not in value else value
         text = json.dumps(doc)
         return text.replace('"[[Infinity, 2]]"', "[[Infinity, 2]]")
     return change
@@ -106,7 +106,7 @@ def test_a_tampered_ir_is_refused_by_infer_and_package(demo_ir, image, tmp_path,
     found = re.search(r'<meta value="([^"]*)"', xml)
     assert found, "the IR keeps its metadata in rt_info edgecsp/meta"
     for change, message in [(dict(scale=float("nan")), "not a number JSON allows"),
-                            (dict(names=["a"]), "but its metadata (1 classes")]:
+                            (dict(names=["a"]), "but its yolo_raw metadata (1 classes")]:
         import html
 
         text = _tampered_text(html.unescape(found.group(1)), change)

@@ -5,12 +5,16 @@ Exit codes are those of ``edgecsp.errors.EXIT_CODES`` (README, "Exit codes").
 """
 import argparse
 import importlib
+import signal
 import sys
 
 from edgecsp import __version__
-from edgecsp.errors import EXIT_CODES, EdgeCSPError
+from edgecsp._files import check_paths
+from edgecsp.errors import EXIT_CODES, EdgeCSPError, Terminated
+from edgecsp.validate import printable
 
-# subcommand -> module in edgecsp.cli; each has add_arguments(parser) and run(args) -> int
+# subcommand -> module in edgecsp.cli; each has add_arguments(parser) and run(args) -> int, and a module whose
+# library call does not check its paths itself declares them: PATHS = ((argument, flag, role), ...) (edgecsp._files)
 COMMANDS = (
     ("models", "list the model registry with parameters and GFLOPs"),
     ("targets", "list deployment targets (devices and backends)"),
@@ -37,8 +41,22 @@ def build_parser():
         module = importlib.import_module("edgecsp.cli." + name)
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _paths=getattr(module, "PATHS", ()))
     return parser
+
+
+def _terminate(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup of the first short
+    raise Terminated()
+
+
+def _on_sigterm(handler):
+    """Install ``handler`` for SIGTERM; the one it replaces (None where signals cannot be set: not the main
+    thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
 
 
 def main(argv=None):
@@ -48,11 +66,19 @@ def main(argv=None):
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    # SIGTERM stops a command as Ctrl-C does: every staged output is deleted on the way out (`edgecsp serve`
+    # installs its own handler, a clean stop, while it serves)
+    previous = _on_sigterm(_terminate)
     try:
+        check_paths(args, args._paths)  # no output may replace what the command reads
         return int(args._run(args) or 0)
     except EdgeCSPError as exc:
-        sys.stderr.write("edgecsp {}: error: {}\n".format(args.command, exc))
+        # one line, whatever the message carries from outside input (cfg text, file names, metadata values)
+        sys.stderr.write("edgecsp {}: error: {}\n".format(args.command, printable(exc)))
         return exc.exit_code
+    except Terminated:
+        sys.stderr.write("edgecsp {}: terminated\n".format(args.command))
+        return Terminated.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("edgecsp {}: interrupted\n".format(args.command))
         return 130
@@ -62,6 +88,9 @@ def main(argv=None):
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        if previous is not None:
+            _on_sigterm(previous)
 
 
 def entry_point():

@@ -3,7 +3,11 @@
 Exit code 0 when every output is within ``--atol``/``--rtol`` and free of NaN/Inf, 6 (VerificationError)
 otherwise, after printing the table.
 """
+from edgecsp._files import READS, READS_SPEC, WRITES
 from edgecsp.backends import artefact_help
+
+# what compare reads and writes: the CLI checks that --json replaces none of it (edgecsp._files.check_paths)
+PATHS = (("a", "A", READS), ("b", "B", READS), ("data", "--data", READS_SPEC), ("json", "--json", WRITES))
 
 
 def add_arguments(p):

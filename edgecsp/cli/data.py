@@ -1,4 +1,8 @@
 """``edgecsp data shapes|video``: the synthetic "shapes" data the demo model was trained on."""
+from edgecsp._files import WRITES
+
+# what data writes (it reads nothing): the CLI checks the folders can be written before generating anything
+PATHS = (("out_dir", "out_dir", WRITES), ("path", "path", WRITES))
 
 
 def _size(text):

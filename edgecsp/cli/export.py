@@ -5,11 +5,10 @@ ONNX with metadata."""
 def _size(text):
     from edgecsp.errors import InputError
 
+    from edgecsp.validate import ascii_digits
+
     parts = text.lower().replace(",", "x").split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
+    values = [int(p) for p in parts] if all(ascii_digits(p) for p in parts) else []
     if len(values) == 1:
         values = values * 2
     if len(values) != 2 or min(values) <= 0:
@@ -24,13 +23,25 @@ def add_arguments(p):
     src.add_argument("--darknet", nargs=2, metavar=("CFG", "WEIGHTS"),
                      help="import a darknet model: its .cfg and .weights (AlexeyAB darknet layout)")
     src.add_argument("--onnx", metavar="MODEL.onnx",
-                     help="attach edgecsp metadata to an ONNX exported elsewhere (needs --names and --anchors)")
+                     help="import an ONNX exported elsewhere (Ultralytics, YOLOX, YOLOv7, RTMDet, PP-PicoDet...): its "
+                          "output layout is recognised, or given with --layout")
     p.add_argument("--names", help="class names, one per line (e.g. coco.names); darknet default class0..classN-1")
-    meta = p.add_argument_group("metadata for --onnx (heads in output order)")
+    meta = p.add_argument_group("metadata for --onnx, when the layout is not recognised (heads in output order)")
+    meta.add_argument("--layout", help="output layout (see README, 'Bring your own detector'): yolo_raw, detections, "
+                                       "anchor_free, anchor_decoded, yolox_raw, dets_labels, dist_points, gfl")
+    meta.add_argument("--param", action="append", metavar="KEY=VALUE",
+                      help="a parameter of --layout (VALUE in JSON), repeatable")
+    meta.add_argument("--columns", help="--layout detections: what each column holds, e.g. x1,y1,x2,y2,score,class")
+    meta.add_argument("--channel-order", choices=("RGB", "BGR"), help="the network's channel order")
+    meta.add_argument("--scale", type=float, help="input = (pixel * scale - mean) / std (e.g. 0.00392 or 1)")
+    meta.add_argument("--mean", help="per-channel mean after scaling, e.g. 123.675,116.28,103.53")
+    meta.add_argument("--std", help="per-channel std after scaling, e.g. 58.395,57.12,57.375")
+    meta.add_argument("--pad-position", choices=("center", "top_left"), help="where the letterbox puts the image")
+    meta.add_argument("--pad-value", type=int, help="letterbox padding grey level (default 114)")
     meta.add_argument("--anchors", help="w,h pairs per head, heads separated by ';', e.g. "
                                         "\"23,27,37,58,81,82; 81,82,135,169,344,319\"")
     meta.add_argument("--strides", help="comma-separated stride per output (default: input size / grid size)")
-    meta.add_argument("--scale-x-y", type=float, default=1.0, help="darknet scale_x_y of the heads (default 1.0)")
+    meta.add_argument("--scale-x-y", type=float, help="darknet scale_x_y of the heads (default 1.0)")
     meta.add_argument("--new-coords", action="store_true", help="yolov4-csp / scaled-YOLOv4 box decoding")
     meta.add_argument("--activated", action="store_true", help="the outputs already went through the logistic")
     meta.add_argument("--no-letterbox", action="store_true", help="the model expects a plain resize, not letterbox")
@@ -73,20 +84,62 @@ def run(args):
     return 0
 
 
-def _attach(args):
+# `edgecsp export --onnx` options that describe the imported model: layout options (the layout's export_options)
+# and preprocessing overrides (ModelMeta fields)
+_LAYOUT_OPTIONS = ("anchors", "strides", "scale_x_y", "new_coords", "activated", "columns")
+_PREPROCESS = (("channel_order", "channel_order"), ("scale", "scale"), ("mean", "mean"), ("std", "std"),
+               ("pad_position", "pad_position"), ("pad_value", "pad_value"))
+
+
+def _numbers(text, flag, count=None, cast=float):
     from edgecsp.errors import InputError
+
+    try:
+        values = [cast(v) for v in str(text).replace(" ", "").split(",") if v]
+    except ValueError:
+        values = []
+    if not values or (count and len(values) != count):
+        raise InputError("{} {!r} is not a comma-separated list of {}numbers".format(
+            flag, str(text)[:60], "{} ".format(count) if count else ""))
+    return values
+
+
+def _param(text):
+    """``KEY=VALUE`` (VALUE as JSON when it parses, else a string)."""
+    import json
+
+    from edgecsp.errors import InputError
+
+    key, sep, value = str(text).partition("=")
+    if not sep or not key.strip():
+        raise InputError("--param {!r} is not KEY=VALUE (VALUE in JSON, e.g. --param reg_max=7)".format(str(text)[:60]))
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
+def _attach(args):
     from edgecsp.export.attach import AttachConfig, attach_metadata
 
-    if not args.names or not args.anchors:
-        raise InputError("--onnx needs --names FILE and --anchors \"w,h,...; w,h,...\" (one group per output)")
-    try:
-        strides = tuple(int(v) for v in args.strides.split(",")) if args.strides else None
-    except ValueError:
-        raise InputError("--strides {!r} is not a comma-separated list of integers".format(args.strides))
+    options = {}
+    for name in _LAYOUT_OPTIONS:
+        value = getattr(args, name, None)
+        if value not in (None, False):
+            options[name] = value
+    if "strides" in options:
+        options["strides"] = _numbers(options["strides"], "--strides", cast=int)
+    options.update(_param(p) for p in args.param or ())
+    preprocess = dict((field, getattr(args, dest)) for dest, field in _PREPROCESS if getattr(args, dest) is not None)
+    for field, count in (("mean", 3), ("std", 3)):
+        if field in preprocess:
+            preprocess[field] = _numbers(preprocess[field], "--" + field, count)
+    if args.no_letterbox:
+        preprocess["letterbox"] = False
     path, meta = attach_metadata(AttachConfig(
-        onnx_path=args.onnx, names_file=args.names, anchors=args.anchors, output=args.output, strides=strides,
-        scale_x_y=args.scale_x_y, new_coords=args.new_coords, activated=args.activated,
-        letterbox=not args.no_letterbox, input_size=_size(args.input_size) if args.input_size else None))
-    print("wrote {} ({} classes, heads at strides {})".format(path, meta.num_classes,
-                                                              ", ".join(str(h.stride) for h in meta.heads)))
+        onnx_path=args.onnx, names_file=args.names, output=args.output, layout=args.layout, options=options,
+        preprocess=preprocess, input_size=_size(args.input_size) if args.input_size else None,
+        simplify=not args.no_simplify, verify=not args.no_verify), log=print)
+    print("wrote {} (layout {}, {} classes, input {}x{})".format(path, meta.layout, meta.num_classes,
+                                                                 *meta.input_size))
     return 0

@@ -10,9 +10,16 @@ def add_arguments(p):
     p.add_argument("source", nargs="+", help="video file, image, folder of images, camera index (0) or rtsp:// / "
                    "http:// URL; several run as streams at once (outputs get -0, -1 ... suffixes)")
     p.add_argument("--conf", type=float, default=0.25, help="score threshold, objectness x class (default 0.25)")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
+    p.add_argument("--iou", type=float, help="NMS IoU threshold (default: the model family's, recorded at import, "
+                   "else 0.45)")
     p.add_argument("--max-det", type=int, default=300, help="maximum detections per frame (default 300)")
     p.add_argument("--agnostic-nms", action="store_true", help="NMS across classes instead of per class")
+    labels = p.add_mutually_exclusive_group()
+    labels.add_argument("--multi-label", dest="multi_label", action="store_const", const=True,
+                        help="every (box, class) pair above --conf is a candidate (darknet's and mmdet's rule)")
+    labels.add_argument("--single-label", dest="multi_label", action="store_const", const=False,
+                        help="each box's best class only (Ultralytics', YOLOX's and YOLOv7's rule); default: the "
+                             "model family's, recorded at import, else --multi-label")
     p.add_argument("--save", help="write an annotated video (e.g. out.mp4) or, for images, a folder")
     p.add_argument("--json", help="write detections per frame as JSON lines (e.g. out.jsonl)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
@@ -34,7 +41,8 @@ def run(args):
 
     config = InferConfig(engine=args.engine, server=args.server, model=args.model, source=args.source,
                          conf=args.conf, iou=args.iou,
-                         max_det=args.max_det, class_agnostic=args.agnostic_nms, save=args.save, json=args.json,
+                         max_det=args.max_det, class_agnostic=args.agnostic_nms, multi_label=args.multi_label,
+                         save=args.save, json=args.json,
                          max_frames=args.max_frames, threads=args.threads,
                          progress=False if args.no_progress else None, streams=args.streams, sync=args.sync,
                          in_flight=args.in_flight, gst=args.gst, gst_codec=args.gst_codec)

@@ -1,5 +1,9 @@
 """``edgecsp package --triton REPO ARTEFACT``: a Triton model repository that serves the artefact as it is;
 ``edgecsp package --deepstream DIR MODEL``: nvinfer and deepstream-app configs for a model decoded in the graph."""
+from edgecsp._files import READS, WRITES, WRITES_INTO
+
+# what package reads and writes (a model repository gets a new model folder beside the others), checked by the CLI
+PATHS = (("artefact", "ARTEFACT", READS), ("triton", "--triton", WRITES_INTO), ("deepstream", "--deepstream", WRITES))
 
 
 def add_arguments(p):

@@ -1,43 +1,58 @@
 """``edgecsp serve ARTEFACT``: a real Triton server on this machine, running the artefact with edgecsp's runner in
 Triton's python backend (dynamic batching, health at /v2/health/ready), until Ctrl-C or SIGTERM."""
+from edgecsp._files import READS, WRITES
+
+# what serve reads and writes: the CLI checks that --log replaces none of it (edgecsp._files.check_paths)
+PATHS = (("artefact", "ARTEFACT", READS), ("log", "--log", WRITES))
 
 
 def add_arguments(p):
     p.add_argument("artefact", help="an artefact built by `edgecsp build` (.xml, .onnx or TensorRT engine)")
     p.add_argument("--name", help="model name on the server (default: the artefact's file stem)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all: "
+                   "no authentication, no TLS)")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001, Triton's)")
-    p.add_argument("--http-port", type=int, default=8000, help="HTTP port, health and metadata (default 8000)")
+    p.add_argument("--http-port", type=int, default=8000, help="HTTP port: health, metadata, config, statistics; "
+                   "inference is on gRPC (default 8000)")
     p.add_argument("--max-batch", type=int, metavar="B", help="largest batch the dynamic batcher forms (default 8)")
     p.add_argument("--instances", type=int, default=1, metavar="K", help="model instances (default 1)")
     p.add_argument("--tritonserver", metavar="PATH", help="the tritonserver binary (default: $EDGECSP_TRITONSERVER, "
                    "nvidia-pytriton's, tritonserver on PATH, /opt/tritonserver)")
-    p.add_argument("--log", metavar="FILE", help="write the server's log here (default: a scratch file)")
+    p.add_argument("--restarts", type=int, metavar="N", help="start a server that stops on its own "
+                   "again, at most N times in 10 minutes; one more stop ends serve with exit code 8 (default 3)")
+    p.add_argument("--log", metavar="FILE", help="append the server's log to FILE (default: a scratch file, kept "
+                   "only when the server stops on its own)")
 
 
 def run(args):
     import signal
+    import sys
     import threading
 
     from edgecsp.serving import serving
+    from edgecsp.serving.server import MAX_RESTARTS, exposure_warning
     from edgecsp.serving.triton_config import describe
+    from edgecsp.validate import non_negative_int, optional, printable
 
+    def say(line):
+        sys.stderr.write("edgecsp serve: {}\n".format(printable(line)))
+        sys.stderr.flush()
+
+    restarts = optional(non_negative_int, args.restarts, "--restarts")
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         with serving(args.artefact, name=args.name, max_batch=args.max_batch, instances=args.instances,
                      host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                      tritonserver=args.tritonserver, log_path=args.log) as (server, packaged):
+            warning = exposure_warning(server.host, server.http_port, server.grpc_port)
+            if warning:
+                say("warning: " + warning)
             print("serving {} at {} (health: {}/v2/health/ready)".format(
                 describe(packaged.config), server.grpc_url, server.http_url), flush=True)
             print("run it: edgecsp infer --server {} --model {} VIDEO".format(server.grpc_url, packaged.name),
                   flush=True)
-            while not stop.wait(0.5):
-                if server.process.poll() is not None:
-                    from edgecsp.errors import ServerError
-
-                    raise ServerError("the Triton server stopped on its own (exit code {}){}".format(
-                        server.process.returncode, ": see " + args.log if args.log else ""))
+            server.serve_until(stop, report=say, restarts=MAX_RESTARTS if restarts is None else restarts)
     finally:
         signal.signal(signal.SIGTERM, previous)
     print("stopped")

@@ -19,11 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgecsp.darknet.cfg import parse_cfg
+from edgecsp.darknet.cfg import excerpt, parse_cfg
 from edgecsp.darknet.graph import plan_network
 from edgecsp.darknet.weights import param_shapes, read_weights
 from edgecsp.errors import InputError
 from edgecsp.models.layers import make_activation
+from edgecsp.validate import printable
 
 BN_EPS = 1e-5
 
@@ -267,8 +268,10 @@ class DarknetModel(nn.Module):
             last_use.setdefault(p.index, p.index)  # read by nobody: dropped at once
         for i in outputs:
             last_use[i] = len(plan.layers)
-        self._release = [[j for j, last in last_use.items() if last == i and j >= 0]
-                         for i in range(len(plan.layers))]
+        self._release = [[] for _ in plan.layers]  # layer i -> the tensors to drop after it (linear in the layers)
+        for j, last in last_use.items():
+            if j >= 0 and last < len(plan.layers):
+                self._release[last].append(j)
         self.input_size = plan.input_size
         self.model_name = "darknet:" + plan.cfg.name
 
@@ -302,32 +305,18 @@ class DarknetDetector(DarknetModel):
     def __init__(self, plan, names):
         heads = plan.heads
         super().__init__(plan, [h.inputs[0] for h in heads])
-        h_in, w_in = plan.input_size
-        self.strides, self.anchors, self.scale_x_y, self.new_coords = [], [], [], []
-        for head in heads:
-            _, gh, gw = head.shape
-            if h_in % gh or w_in % gw or h_in // gh != w_in // gw:
-                raise head.section.error("the head grid {}x{} does not divide the {}x{} input evenly: use an input "
-                                         "size that is a multiple of 32".format(gh, gw, h_in, w_in))
-            self.strides.append(h_in // gh)
-            self.anchors.append([tuple(float(v) for v in a) for a in head.attrs["anchors"]])
-            self.scale_x_y.append(float(head.attrs["scale_x_y"]))
-            self.new_coords.append(bool(head.attrs["new_coords"]))
-        if len(set(self.new_coords)) > 1:
-            odd = heads[self.new_coords.index(not self.new_coords[0])]
-            raise odd.section.error("new_coords differs between [yolo] layers: edgecsp decodes one form per model")
-        if len(set(self.strides)) != len(self.strides):
-            raise heads[-1].section.error("two [yolo] layers have the same stride {}: edgecsp names outputs by "
-                                          "stride".format(self.strides))
+        # plan_network checked that the grids divide the input, the strides differ and the heads share new_coords
+        # and classes
+        h_in = plan.input_size[0]
+        self.strides = [h_in // head.shape[1] for head in heads]
+        self.anchors = [[tuple(float(v) for v in a) for a in head.attrs["anchors"]] for head in heads]
+        self.scale_x_y = [float(head.attrs["scale_x_y"]) for head in heads]
+        self.new_coords = [bool(head.attrs["new_coords"]) for head in heads]
         # darknet applies no logistic in new_coords heads (the cfg's head conv is activation=logistic)
         self.activated = self.new_coords[0]
         self.letterbox = plan.letterbox
         self.pad_value = 127  # darknet's letterbox_image fills with 0.5
-        classes = {h.attrs["classes"] for h in heads}
-        if len(classes) > 1:
-            raise heads[-1].section.error("[yolo] layers disagree on classes= ({}): one class list per model".format(
-                sorted(classes)))
-        self.names = _names(names, classes.pop())
+        self.names = _names(names, heads[0].attrs["classes"])
 
     def forward(self, x):
         return tuple(self.run_layers(x))
@@ -351,13 +340,34 @@ class DarknetClassifier(DarknetModel):
         return y.flatten(1) if self.flat else y
 
 
+MAX_NAMES_BYTES = 16 << 20  # coco.names is 625 bytes; a file this large is something else
+
+
 def read_names(path):
     """Class names from a darknet .names file (one per line, blank lines ignored)."""
     if not os.path.isfile(path):
-        raise InputError("names file {} not found: pass a .names file with one class name per line".format(path))
-    with open(path, "rb") as f:
-        names = [line.strip() for line in f.read().decode("utf-8", errors="replace").splitlines()]
-    return [n for n in names if n]
+        raise InputError("names file {} not found: pass a .names file with one class name per line".format(
+            excerpt(path, 80)))
+    name = excerpt(os.path.basename(path), 40)
+    size = os.path.getsize(path)
+    if size > MAX_NAMES_BYTES:
+        raise InputError("names file {} is {} bytes, but a .names file lists one class name per line: pass the "
+                         "model's .names file".format(name, size))
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_NAMES_BYTES + 1)
+    except OSError as exc:
+        raise InputError("cannot read names file {} ({}): check the path and permissions".format(
+            name, excerpt(exc.strerror or exc, 40)))
+    names = []
+    for number, line in enumerate(data.decode("utf-8-sig", errors="replace").splitlines(), 1):
+        label = line.strip()
+        if printable(label) != label:  # the name reaches terminals, video overlays and JSON readers
+            raise InputError("names file {} line {}: class name '{}' contains control characters: remove "
+                             "them".format(name, number, excerpt(label, 40)))
+        if label:
+            names.append(label)
+    return names
 
 
 def _names(names, count):
@@ -391,12 +401,16 @@ def load_for_export(cfg_path, weights_path, names_file=None, input_size=None):
     """What ``edgecsp.export.onnx_export.load_torch_model`` returns: (model, name, source, source sha256)."""
     if not cfg_path or not weights_path:
         raise InputError("a darknet model needs both its .cfg and its .weights: --darknet MODEL.cfg MODEL.weights")
-    model = load_darknet(cfg_path, weights_path, names_file, input_size)
-    if model.plan.input_shape[0] != 3:
-        raise InputError("{} takes {} input channels; edgecsp exports 3-channel (RGB) models".format(
-            os.path.basename(cfg_path), model.plan.input_shape[0]))
+    plan = plan_network(parse_cfg(cfg_path), input_size)
+    if plan.input_shape[0] != 3:  # before reading the weights or building anything
+        raise InputError("{} takes {} input channels; edgecsp exports 3-channel (RGB) models: set channels=3 in "
+                         "[net]".format(excerpt(os.path.basename(cfg_path), 40), plan.input_shape[0]))
+    names = read_names(names_file) if names_file else None
+    _, params = read_weights(weights_path, plan)
+    model = build_model(plan, params, names)
     digest = hashlib.sha256()
     for path in (cfg_path, weights_path):  # both define the model
         with open(path, "rb") as f:
-            digest.update(f.read())
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     return model, model.model_name, weights_path, digest.hexdigest()

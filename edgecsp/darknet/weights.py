@@ -9,15 +9,20 @@ Layout (AlexeyAB ``load_weights_upto`` / ``save_weights_upto``), little-endian:
   kernel ``weights[filters, in_channels / groups, size, size]``.
 
 Nothing else in the layers edgecsp imports carries weights. The file must hold exactly the floats the cfg asks
-for: a shorter file is truncated (darknet would silently leave zeros), a longer one belongs to another cfg.
+for: a shorter file is truncated (darknet would silently leave zeros), a longer one belongs to another cfg. The
+size is checked from the file's length before its body is read, and only those floats are read: a wrong file of
+any size costs no memory.
 """
 import os
+import stat
 from collections import OrderedDict
 from typing import Dict, NamedTuple
 
 import numpy as np
 
 from edgecsp._files import atomic_output
+from edgecsp.darknet.cfg import excerpt
+from edgecsp.darknet.graph import conv_params
 from edgecsp.errors import InputError
 
 DEFAULT_VERSION = (0, 2, 5)  # what AlexeyAB darknet writes today
@@ -52,35 +57,69 @@ def param_shapes(layer):
 
 def expected_floats(plan):
     """Number of float32 values after the header that ``plan``'s cfg needs."""
-    return sum(int(np.prod(s)) for layer in plan.layers for s in param_shapes(layer).values())
+    return sum(conv_params(layer.attrs) for layer in plan.layers if layer.kind == "convolutional")
+
+
+def _count(shape):
+    count = 1
+    for v in shape:
+        count *= int(v)
+    return count
 
 
 def read_weights(path, plan):
     # type: (str, object) -> tuple
-    """``(header, params)`` with ``params[layer_index][name]`` float32 arrays; InputError on any size mismatch."""
-    if not os.path.isfile(path):
-        raise InputError("darknet weights {} not found: pass the .weights file trained with this cfg".format(path))
-    with open(path, "rb") as f:
-        data = f.read()
-    name = os.path.basename(path)
-    major = minor = revision = 0
-    if len(data) >= 12:
-        major, minor, revision = (int(v) for v in np.frombuffer(data, "<i4", 3))
-    seen_bytes = 8 if major * 10 + minor >= 2 else 4
-    if len(data) < 12 + seen_bytes:
-        raise InputError("{} is {} bytes, too short for a darknet weights header ({} bytes): the file is "
-                         "truncated or not darknet weights".format(name, len(data), 12 + seen_bytes))
-    seen = int(np.frombuffer(data, "<u8" if seen_bytes == 8 else "<i4", 1, 12)[0])
-    header = WeightsHeader(major, minor, revision, seen)
-    body = len(data) - 12 - seen_bytes
+    """``(header, params)`` with ``params[layer_index][name]`` float32 arrays; InputError on any size mismatch.
+
+    The file's length is compared with what the cfg needs before anything past the header is read."""
+    name = excerpt(os.path.basename(path), 40)
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):  # ValueError: a NUL in the path
+        info = None
+    if info is None or not stat.S_ISREG(info.st_mode):
+        raise InputError("darknet weights {} not found{}: pass the .weights file trained with this cfg".format(
+            excerpt(path, 80), "" if info is None else " (not a regular file)"))
     expected = expected_floats(plan)
-    if body % 4 or body // 4 != expected:
-        found = "{} floats".format(body // 4) + (" and {} stray bytes".format(body % 4) if body % 4 else "")
-        raise InputError("{} holds {} after its header (version {}.{}.{}) but {} needs exactly {} floats{}: {}".format(
-            name, found, major, minor, revision, os.path.basename(plan.cfg.path), expected,
-            _where_short(plan, body // 4), "the weights file is truncated" if body // 4 < expected else
-            "the weights belong to another cfg"))
-    values = np.frombuffer(data, "<f4", expected, 12 + seen_bytes)
+    cfg_name = excerpt(os.path.basename(plan.cfg.path), 40)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+            major = minor = revision = 0
+            if len(head) >= 12:
+                major, minor, revision = (int(v) for v in np.frombuffer(head, "<i4", 3))
+            seen_bytes = 8 if major * 10 + minor >= 2 else 4
+            header_bytes = 12 + seen_bytes
+            size = os.fstat(f.fileno()).st_size
+            if size < header_bytes:
+                raise InputError("{} is {} bytes, too short for a darknet weights header ({} bytes): the file is "
+                                 "truncated or not darknet weights".format(name, size, header_bytes))
+            seen = int(np.frombuffer(head, "<u8" if seen_bytes == 8 else "<i4", 1, 12)[0])
+            body = size - header_bytes
+            if body != 4 * expected:
+                found = "{} floats".format(body // 4) + (" and {} stray bytes".format(body % 4) if body % 4 else "")
+                raise InputError(
+                    "{} holds {} after its {}-byte header (version {}.{}.{}; {} bytes in all) but {} needs exactly "
+                    "{} floats ({} bytes in all){}: {}".format(
+                        name, found, header_bytes, major, minor, revision, size, cfg_name, expected,
+                        header_bytes + 4 * expected, _where_short(plan, body // 4),
+                        "the weights file is truncated, copy or download it again" if body < 4 * expected else
+                        "the weights belong to another cfg, pass the .cfg they were trained with"))
+            f.seek(header_bytes)
+            values = np.fromfile(f, "<f4", expected)
+    except OSError as exc:
+        raise InputError("cannot read darknet weights {} ({}): check the path and permissions".format(
+            name, excerpt(exc.strerror or exc, 40)))
+    if values.size != expected:
+        raise InputError("{} changed while it was read ({} of {} floats): read it again once it is written "
+                         "completely".format(name, values.size, expected))
+    finite = np.isfinite(values)
+    if not finite.all():  # a diverged training run or a damaged file: every output would be NaN
+        first = int(np.argmin(finite))
+        raise InputError("{} holds {} NaN or infinite values, the first in layer {}: training diverged or the file is "
+                         "damaged, use another .weights".format(name, int(values.size - np.count_nonzero(finite)),
+                                                                _where_short(plan, first, False)))
+    header = WeightsHeader(major, minor, revision, seen)
     params = OrderedDict()  # type: Dict[int, Dict[str, np.ndarray]]
     offset = 0
     for layer in plan.layers:
@@ -89,21 +128,23 @@ def read_weights(path, plan):
             continue
         arrays = OrderedDict()
         for key, shape in shapes.items():
-            count = int(np.prod(shape))
+            count = _count(shape)
             arrays[key] = values[offset:offset + count].reshape(shape).astype(np.float32)
             offset += count
         params[layer.index] = arrays
     return header, params
 
 
-def _where_short(plan, found):
-    """`` (the file ends inside layer 57, line 610)`` when ``found`` floats run out before the cfg does."""
+def _where_short(plan, found, short=True):
+    """`` (the file ends inside layer 57, [convolutional] at line 610)`` when ``found`` floats run out before the cfg
+    does; ``short=False``: ``57 ([convolutional] at line 610)``, the layer that holds float number ``found``."""
     total = 0
     for layer in plan.layers:
-        total += sum(int(np.prod(s)) for s in param_shapes(layer).values())
+        total += sum(_count(s) for s in param_shapes(layer).values())
         if total > found:
-            return " (the file ends inside layer {}, [{}] at line {})".format(
-                layer.index, layer.section.kind, layer.section.line)
+            where = "[{}] at line {}".format(layer.section.kind, layer.section.line)
+            return " (the file ends inside layer {}, {})".format(layer.index, where) if short else "{} ({})".format(
+                layer.index, where)
     return ""
 
 

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from edgecsp._files import Staged, write_bytes_atomic
+from edgecsp._files import Staged, check_space, write_bytes_atomic
 from edgecsp._lazy import require
 from edgecsp.errors import InputError
 from edgecsp.validate import non_negative_int, number_in, positive_int
@@ -511,6 +511,7 @@ def generate_video(path, frames, seed, size=(360, 640), fps=25):
         for index in range(int(frames)):
             image, boxes, labels, ids = _render_frame(cv2, background, movers)
             image += _noise(rng, cv2, h, w, sigma)
+            check_space(staged.folder, path)  # OpenCV's writer only warns, frame after frame, on a full disk
             writer.write(np.clip(image, 0, 255).astype(np.uint8))
             lines.append(json.dumps({"frame": index, "boxes": boxes, "labels": labels, "ids": ids}))
 
@@ -528,6 +529,8 @@ def generate_video(path, frames, seed, size=(360, 640), fps=25):
         with open(tmp_gt, "wb") as handle:
             handle.write(("\n".join(lines) + "\n").encode("utf-8"))
         staged.commit()
+    except Exception as exc:  # a full or unwritable destination: one line (edgecsp._files.write_failure)
+        raise staged.failure(exc) or exc
     finally:
         writer.release()
         staged.abort()

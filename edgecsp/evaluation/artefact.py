@@ -8,6 +8,7 @@ import os
 import time
 from typing import NamedTuple, Optional
 
+from edgecsp._files import READS, WRITES, check_paths
 from edgecsp.errors import InputError
 from edgecsp.data.coco import CocoDataset
 from edgecsp.evaluation.detection_map import evaluate_detections
@@ -125,14 +126,16 @@ class EvalConfig(NamedTuple):
     progress: Optional[bool] = None  # None: when stderr is a terminal
 
 
+# what eval reads and writes: no output may replace or sit inside an input (edgecsp._files.check_paths)
+PATHS = (("engine", "--engine", READS), ("baseline", "--baseline", READS), ("data", "--data", READS),
+         ("images", "--images", READS), ("report", "--report", WRITES), ("plot", "--plot", WRITES))
+
+
 def _check_output(path, suffix, option):
     if path is None:
         return
     if os.path.splitext(str(path))[1].lower() != suffix:
         raise InputError("{} {} must end in {}".format(option, path, suffix))
-    folder = os.path.dirname(os.path.abspath(str(path)))
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise InputError("{} {}: {} is not a folder".format(option, path, folder))
 
 
 def _check_options(config):
@@ -154,6 +157,7 @@ def evaluate(config):
 
     _check_output(config.report, ".json", "--report")
     _check_output(config.plot, ".png", "--plot")
+    check_paths(config, PATHS)
     if config.plot:
         check_plotting()
     if config.coco:

@@ -1,116 +1,237 @@
-"""Attach edgecsp metadata to an ONNX exported elsewhere (``edgecsp export --onnx model.onnx --names ...``).
+"""Import an ONNX exported elsewhere: ``edgecsp export --onnx model.onnx [-o described.onnx]``.
 
-The graph must end in YOLO heads laid out as ``yolo_raw`` (one ``(N, A*(5+C), H, W)`` output per head, e.g. a
-darknet-style export without decode); the options supply what the file cannot say: class names, anchors per
-head, and the decode form. Strides and the input size are read from the graph's static shapes.
+The output layout is recognised from the outputs' shapes and the producer's ``metadata_props`` (Ultralytics writes
+names, imgsz, stride, task and end2end there) by the layout registry (``edgecsp.runtime.layouts``); where it
+cannot tell, ``--layout NAME`` with that layout's options says it (``--anchors ... --strides ...`` for
+``yolo_raw``, ``--param KEY=VALUE`` for any parameter). The preprocessing is the family's (recognised) unless
+options override it. Then the same stages as edgecsp's own exports: onnxsim (unless ``simplify`` is off), the
+ONNX checker, and ONNX Runtime runs of the original and the simplified graph on the same input, which must agree
+(1e-5); only then is the described copy written. The producers' packages are never imported.
 """
+import ast
 import os
 from typing import NamedTuple, Optional, Tuple
 
+import numpy as np
+
+from edgecsp._files import READS, WRITES, Staged, check_paths
 from edgecsp._lazy import require
-from edgecsp.errors import InputError
-from edgecsp.onnxio import save_onnx, set_onnx_meta
-from edgecsp.runtime.meta import HeadMeta, ModelMeta
+from edgecsp.errors import InputError, MetadataError, UnsupportedError, VerificationError
+from edgecsp.onnxio import onnx_interface, set_onnx_meta, simplify
+from edgecsp.runtime.layouts import get_layout, list_layouts, recognise
+from edgecsp.runtime.meta import FLOAT_NCHW, FORMAT_VERSION, ModelMeta, check_interface
+from edgecsp.validate import shown
+
+PREPROCESS_FIELDS = ("letterbox", "pad_value", "pad_position", "channel_order", "scale", "mean", "std")
 
 
 class AttachConfig(NamedTuple):
     onnx_path: str
-    names_file: str
-    anchors: str  # "w,h,w,h,...; w,h,..." one group per output, in output order
-    output: Optional[str] = None
-    strides: Optional[Tuple[int, ...]] = None  # default: input size / grid size per output
-    scale_x_y: float = 1.0
-    new_coords: bool = False
-    activated: bool = False
-    letterbox: bool = True
-    input_size: Optional[Tuple[int, int]] = None
+    names_file: Optional[str] = None  # class names, one per line; default: the producer's (Ultralytics) or an error
+    output: Optional[str] = None  # default: <onnx stem>-edgecsp.onnx next to it
+    layout: Optional[str] = None  # None: recognise it
+    options: dict = {}  # the layout's options (its ``export_options``, ``--param`` pairs): with ``layout``
+    preprocess: dict = {}  # ModelMeta preprocessing fields that override the family's (PREPROCESS_FIELDS)
+    input_size: Optional[Tuple[int, int]] = None  # (H, W) when the ONNX's input size is dynamic
+    simplify: bool = True
+    verify: bool = True
+
+
+# what attaching reads and writes: the copy may not replace the source (edgecsp._files.check_paths)
+PATHS = (("onnx_path", "--onnx", READS), ("names_file", "--names", READS), ("output", "-o", WRITES))
 
 
 def read_names(path):
     """Class names, one per line (blank lines ignored), as in darknet's coco.names."""
     if not os.path.isfile(path):
         raise InputError("names file {} not found: pass a text file with one class name per line".format(path))
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         names = [line.strip() for line in f if line.strip()]
     if not names:
         raise InputError("names file {} is empty: write one class name per line".format(path))
     return names
 
 
-def parse_anchor_groups(text):
-    """``"10,14, 23,27; 37,58, 81,82"`` -> [[(10, 14), (23, 27)], [(37, 58), (81, 82)]]."""
-    groups = []
-    for part in text.split(";"):
-        values = [v for v in part.replace(" ", ",").split(",") if v]
+def producer_metadata(model, input_size):
+    """The ONNX's ``metadata_props`` as a dict (what its producer wrote), plus ``input_size`` (H, W) and
+    ``graph_parameters`` (the weights in its initializers and Constant nodes: tells a family's sizes apart, e.g.
+    yolov7-tiny's anchors from yolov7's)."""
+    props = dict((p.key, p.value) for p in model.metadata_props)
+    props["input_size"] = tuple(input_size)
+    tensors = list(model.graph.initializer) + [a.t for n in model.graph.node if n.op_type == "Constant"
+                                               for a in n.attribute if a.name == "value"]
+    props["graph_parameters"] = sum(int(np.prod(t.dims)) if t.dims else 1 for t in tensors)
+    props["op_types"] = sorted(set(n.op_type for n in model.graph.node))  # YOLOX decoded vs raw: an Exp or not
+    return props
+
+
+def names_from_producer(text):
+    """Class names from a producer's ``names`` property: Ultralytics writes a dict literal ``{0: 'person', ...}``,
+    others a JSON or Python list; None when it is neither (never evaluated: ``ast.literal_eval`` on a bounded
+    string)."""
+    if not text or len(text) > 1 << 20:
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if isinstance(value, dict) and sorted(value) == list(range(len(value))):
+        return [str(value[i]) for i in range(len(value))]
+    if isinstance(value, (list, tuple)) and value:
+        return [str(v) for v in value]
+    return None
+
+
+def _input(model, where, input_size):
+    name, shape, outputs = onnx_interface(model)
+    if len(shape) != 4 or shape[1] not in (None, 3):
+        raise UnsupportedError("{}'s input {!r} is shaped {}: edgecsp runs models with one NCHW 3-channel image "
+                               "input".format(where, name, list(shape)))
+    height, width = input_size or shape[2:]
+    if not height or not width:
+        raise InputError("{}'s input size is dynamic: pass --input-size HxW (the size it was trained or exported "
+                         "at)".format(where))
+    return name, (int(height), int(width)), outputs
+
+
+def describe_layouts():
+    """``layout (options)`` for every layout an import can name, for messages."""
+    return "; ".join("{} ({})".format(layout.name, ", ".join("--" + o.replace("_", "-") for o in layout.export_options)
+                                      or "--param KEY=VALUE")
+                     for layout in list_layouts() if layout.task == "detect")
+
+
+def _implied_layout(options):
+    """The one layout whose options include all of ``options`` (``--anchors`` alone implies yolo_raw)."""
+    fits = [layout for layout in list_layouts()
+            if set(options) <= set(layout.export_options) | set(f.name for f in layout.fields)]
+    if len(fits) != 1:
+        raise InputError("layout options {} need --layout NAME ({}): one of {}".format(
+            ", ".join("--" + k.replace("_", "-") for k in sorted(options)),
+            "no layout takes them all" if not fits else "more than one layout takes them",
+            ", ".join(layout.name for layout in fits or list_layouts())))
+    return fits[0].name
+
+
+def _layout_of(config, outputs, producer, input_size, where):
+    name = config.layout or (_implied_layout(config.options) if config.options else None)
+    if name:
+        layout = get_layout(name, "--layout")
+        return layout, layout.from_options(dict(config.options or {}), outputs, input_size), None, \
+            [output for output, _ in outputs], {}, "", {}
+    found = recognise(outputs, producer)
+    if found is None:
+        raise InputError("{}: cannot tell the output layout of outputs {}: pass --layout with its options, one of: "
+                         "{}".format(where, shown([[n, list(s) if s else s] for n, s in outputs], 160),
+                                     describe_layouts()))
+    layout, got = found
+    return layout, got.params, got.names, got.outputs, dict(got.preprocess), got.family, dict(got.nms)
+
+
+def class_count(layout, params, order, outputs, input_size, input_name, where):
+    """The one class count for which ``layout`` with ``params`` fits ``outputs`` (``check_interface``); InputError
+    asking for --names when the shapes allow none or several (end-to-end rows do not say it)."""
+    candidates = set()
+    for _, shape in outputs:
+        for d in shape or ():
+            for group in range(1, 10):  # anchors per cell, levels
+                if d and d % group == 0:
+                    candidates.update(d // group - k for k in range(0, 9) if d // group - k >= 1)
+    fits = []
+    for count in sorted(candidates):
         try:
-            numbers = [float(v) for v in values]
-        except ValueError:
-            numbers = []
-        if not numbers or len(numbers) % 2:
-            raise InputError("--anchors group {!r} is not an even list of numbers: write w,h pairs per head, heads "
-                             "separated by ';' (e.g. \"23,27,37,58,81,82; 81,82,135,169,344,319\")".format(part.strip()))
-        groups.append([(numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2)])
-    return groups
+            meta = ModelMeta.from_dict(dict(format=FORMAT_VERSION, names=["c"] * count, input_size=list(input_size),
+                                            task=layout.task, layout=layout.name, params=params, outputs=list(order),
+                                            input_name=input_name), where)
+            check_interface(meta, input_name, (None, 3) + tuple(input_size), outputs, where)
+        except MetadataError:
+            continue
+        fits.append(count)
+        if len(fits) > 1:
+            break
+    if len(fits) != 1:
+        raise InputError("{} does not say its class names{}: pass --names FILE (one name per line)".format(
+            where, "" if fits else " and its outputs do not fit any class count"))
+    return fits[0]
 
 
-def _static_dims(value_info, what):
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
-    if len(dims) != 4 or any(d is None for d in dims[1:]):
-        raise InputError("{} {} has shape {}: edgecsp needs static NCHW shapes (re-export with a fixed input "
-                         "size)".format(what, value_info.name, dims))
-    return dims
-
-
-def attach_metadata(config):
-    """Write a copy of ``config.onnx_path`` carrying edgecsp metadata; returns (path, ModelMeta)."""
+def attach_metadata(config, log=None):
+    """Write a described (and simplified, verified) copy of ``config.onnx_path``; returns ``(path, ModelMeta)``."""
     onnx = require("onnx", "reading ONNX models")
-
+    log = log or (lambda message: None)
     if not os.path.isfile(config.onnx_path):
         raise InputError("{} not found: pass the .onnx file to describe".format(config.onnx_path))
+    output = config.output or os.path.splitext(config.onnx_path)[0] + "-edgecsp.onnx"
+    check_paths(config, PATHS, output=output)
+    where = os.path.basename(config.onnx_path)
     try:
         model = onnx.load(config.onnx_path)
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx raises DecodeError, ValidationError...: all mean "not a usable ONNX"
         raise InputError("{} is not a valid ONNX model ({}): pass the exported .onnx file".format(
             config.onnx_path, exc.__class__.__name__))
-    names = read_names(config.names_file)
-    groups = parse_anchor_groups(config.anchors)
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise InputError("{} has {} inputs: edgecsp runs single-image-input detectors".format(
-            config.onnx_path, len(inputs)))
-    _, _, in_h, in_w = _static_dims(inputs[0], "input")
-    if config.input_size:
-        in_h, in_w = config.input_size
-    outputs = list(model.graph.output)
-    if len(outputs) != len(groups):
-        raise InputError("{} has {} outputs but --anchors gives {} groups: give one ';'-separated group per "
-                         "output, in output order ({})".format(config.onnx_path, len(outputs), len(groups),
-                                                               ", ".join(o.name for o in outputs)))
-    strides = list(config.strides or [])
-    if strides and len(strides) != len(outputs):
-        raise InputError("--strides gives {} values for {} outputs".format(len(strides), len(outputs)))
-    heads = []
-    for i, (out, anchors) in enumerate(zip(outputs, groups)):
-        _, channels, grid_h, grid_w = _static_dims(out, "output")
-        expected = len(anchors) * (5 + len(names))
-        if channels != expected:
-            raise InputError("output {} has {} channels but {} anchors x (5 + {} classes) = {}: check --anchors "
-                             "and --names".format(out.name, channels, len(anchors), len(names), expected))
-        stride = strides[i] if strides else in_h // grid_h
-        if in_h != stride * grid_h or in_w != stride * grid_w:
-            raise InputError("output {} grid {}x{} does not divide the {}x{} input by stride {}: pass --strides".format(
-                out.name, grid_h, grid_w, in_h, in_w, stride))
-        heads.append(HeadMeta(int(stride), anchors, float(config.scale_x_y), bool(config.new_coords)))
-    meta = ModelMeta(names=names, input_size=(int(in_h), int(in_w)), task="detect", letterbox=config.letterbox,
-                     activated=config.activated, heads=heads, outputs=[o.name for o in outputs],
-                     input_name=inputs[0].name, model=os.path.splitext(os.path.basename(config.onnx_path))[0],
-                     extra={"source": os.path.basename(config.onnx_path), "attached_by": "edgecsp export --onnx"})
-    meta.validate(config.onnx_path)
-    set_onnx_meta(model, meta)
-    output = config.output or os.path.splitext(config.onnx_path)[0] + "-edgecsp.onnx"
-    if os.path.abspath(output) == os.path.abspath(config.onnx_path):
-        raise InputError("-o {} would overwrite the source: pick another output path".format(output))
-    save_onnx(model, output)
+    input_name, input_size, outputs = _input(model, where, config.input_size)
+    producer = producer_metadata(model, input_size)
+    layout, params, names, order, preprocess, family, nms = _layout_of(config, outputs, producer, input_size, where)
+    if config.names_file:
+        names = read_names(config.names_file)
+    names = names or names_from_producer(producer.get("names"))
+    guessed = not names
+    if guessed:  # the outputs may say how many classes there are: class0..classN-1, as darknet's import does
+        count = class_count(layout, params, order, outputs, input_size, input_name, where)
+        names = ["class{}".format(i) for i in range(count)]
+        log("{}: no class names in the file: {} classes named class0..class{} (pass --names FILE for real "
+            "names)".format(where, count, count - 1))
+    unknown = sorted(set(config.preprocess or {}) - set(PREPROCESS_FIELDS))
+    if unknown:
+        raise InputError("unknown preprocessing options {}: use {}".format(unknown, ", ".join(PREPROCESS_FIELDS)))
+    preprocess.update(config.preprocess or {})
+    log("{}: layout {}{}".format(where, layout.name, " ({})".format(family) if family else " (--layout)"))
+    document = dict(format=FORMAT_VERSION, names=names, input_size=list(input_size), task=layout.task,
+                    layout=layout.name, params=params,
+                    outputs=list(order), input_name=input_name, input_form=FLOAT_NCHW,
+                    model=family or os.path.splitext(where)[0], nms=nms,
+                    extra={"source": where, "attached_by": "edgecsp export --onnx", "family": family,
+                           "producer": str(producer.get("author") or producer.get("producer") or "")[:120]})
+    document.update((k, list(v) if isinstance(v, tuple) else v) for k, v in preprocess.items())
+    try:  # the description against the graph: wrong options or names are the user's to fix (exit 3)
+        meta = ModelMeta.from_dict(document, where)
+        check_interface(meta, input_name, onnx_interface(model)[1], outputs, where)
+    except MetadataError as exc:
+        raise InputError("{}; check --names and the layout's options{}".format(
+            str(exc).split("; re-export")[0].split(": re-export")[0], " (--layout {})".format(layout.name)))
+    with Staged([output]) as staged:
+        original = os.path.join(staged.staging, "original.onnx")
+        onnx.save(model, original)
+        final = model
+        if config.simplify:
+            log("simplifying with onnxsim")
+            final = simplify(model)
+        final = set_onnx_meta(final, meta, where)  # the metadata's rules and its check against the graph
+        onnx.save(final, staged.staged[0])
+        onnx.checker.check_model(staged.staged[0], full_check=True)
+        if config.verify and config.simplify:
+            diff = _verify(original, staged.staged[0], meta)
+            log("verified: simplified vs original max |diff| {:.3g} (ONNX Runtime)".format(diff))
+        os.remove(original)
     return output, meta
+
+
+def _verify(original, simplified, meta):
+    """Run both graphs with ONNX Runtime on the same input; VerificationError unless they agree within 1e-5."""
+    from edgecsp.export.onnx_export import run_onnx, sample_input
+
+    x = sample_input((1, 3) + tuple(meta.input_size))
+    want, got = run_onnx(original, x), run_onnx(simplified, x)
+    worst = 0.0
+    for a, b in zip(want, got):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if a.shape != b.shape:
+            raise VerificationError("simplified vs original: an output changed shape {} -> {}: re-run with "
+                                    "--no-simplify".format(a.shape, b.shape))
+        if a.size:
+            worst = max(worst, float(np.max(np.abs(a - b))))
+            if np.any(np.abs(a - b) > 1e-5 + 1e-5 * np.abs(a)):
+                raise VerificationError("simplified vs original differ by up to {:.3g}: re-run with "
+                                        "--no-simplify".format(worst))
+    return worst

@@ -3,16 +3,18 @@
 Each row is ``x1, y1, x2, y2, score, class`` in network-input pixels (score = objectness x best class
 probability, class as a float index), over all anchor cells of all heads: the layout of DeepStream-Yolo's
 ``NvDsInferParseYolo`` (marcoslucianops/DeepStream-Yolo since its DeepStream 7.1 update, 2024-11), which then
-only thresholds and clusters. The nodes compute exactly what ``edgecsp.runtime.decode.decode_head`` computes, in
+only thresholds and clusters. The nodes compute exactly what ``edgecsp.runtime.layouts.yolo_raw.decode_head`` computes, in
 the same order, for both darknet box forms (classic with ``scale_x_y``, and ``new_coords``) and for graphs that
-already apply the logistic (``meta.activated``); every op is in TensorRT 8.2's ONNX parser at opset 11-13.
+already apply the logistic (``activated``); every op is in TensorRT 8.2's ONNX parser at opset 11-13.
 """
 import numpy as np
 
 from edgecsp._lazy import require
 from edgecsp.errors import InputError
 from edgecsp.runtime.decode import EXP_CLIP, cell_grid
-from edgecsp.runtime.meta import DECODED_LAYOUT, RAW_LAYOUT, ModelMeta
+from edgecsp.runtime.layouts.detections import DEFAULT_COLUMNS, Detections
+from edgecsp.runtime.layouts.yolo_raw import NCHW
+from edgecsp.runtime.meta import ModelMeta
 
 OUTPUT_NAME = "output"
 
@@ -79,7 +81,7 @@ def grid_sizes(model, meta):
         dims = value.type.tensor_type.shape.dim
         shapes[value.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     sizes = []
-    for name, head in zip(meta.outputs, meta.heads):
+    for name, head in zip(meta.outputs, meta.params.heads):
         dims = shapes.get(name)
         if dims is None:
             raise InputError("the ONNX has no output {!r} that its metadata names: re-export it".format(name))
@@ -94,17 +96,18 @@ def append_decode(model, meta):
     # type: (object, ModelMeta) -> tuple
     """``(decoded onnx.ModelProto, its ModelMeta)`` for a ``yolo_raw`` detector; ``model`` is not modified."""
     onnx = require("onnx", "appending the YOLO decode to an ONNX")
-    if meta.task != "detect" or meta.layout != RAW_LAYOUT:
-        raise InputError("--decode-in-graph needs a YOLO detector with raw head outputs, not a {} {} model".format(
-            meta.task, meta.layout))
+    if not meta.spec.graph_decode or meta.params.dims != NCHW:
+        raise InputError("--decode-in-graph appends the decode of 4-D yolo_raw heads, not of a {} model: {}".format(
+            meta.layout, "its outputs are already (N, K, 6) boxes: drop --decode-in-graph"
+            if meta.spec.deepstream_parser else "DeepStream-Yolo's parser does not take its outputs"))
     decoded = onnx.ModelProto()
     decoded.CopyFrom(model)
     graph = decoded.graph
     g = _Graph(onnx, graph)
     boxes, scores = [], []
     grids = grid_sizes(model, meta)
-    for name, head, hw in zip(meta.outputs, meta.heads, grids):
-        b, s = _head(g, name, head, meta.num_classes, meta.activated, hw)
+    for name, head, hw in zip(meta.outputs, meta.params.heads, grids):
+        b, s = _head(g, name, head, meta.num_classes, meta.params.activated, hw)
         boxes.append(b)
         scores.append(s)
     all_boxes = boxes[0] if len(boxes) == 1 else g.op("Concat", boxes, "all_boxes", axis=1)
@@ -119,12 +122,14 @@ def append_decode(model, meta):
     graph.node.append(onnx.helper.make_node("Concat", [all_boxes, best, label], [OUTPUT_NAME], name=OUTPUT_NAME,
                                             axis=2))
     batch = graph.input[0].type.tensor_type.shape.dim[0]
-    cells = sum(len(h.anchors) * hh * ww for h, (hh, ww) in zip(meta.heads, grids))
+    cells = sum(len(h.anchors) * hh * ww for h, (hh, ww) in zip(meta.params.heads, grids))
     out = onnx.helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, [
         batch.dim_param if batch.HasField("dim_param") else (batch.dim_value or "N"), cells, 6])
     del graph.output[:]
     graph.output.append(out)
-    new_meta = meta._replace(layout=DECODED_LAYOUT, outputs=[OUTPUT_NAME]).with_extra(
+    layout = Detections()
+    new_meta = meta._replace(layout=layout.name, outputs=[OUTPUT_NAME], params=layout.read_params(
+        {"columns": DEFAULT_COLUMNS, "nms_applied": False, "rows": cells}, "the decoded model")).with_extra(
         decode_in_graph={"layout": "x1,y1,x2,y2,score,class", "cells": cells,
                          "parser": "DeepStream-Yolo NvDsInferParseYolo"})
     return decoded, new_meta
@@ -133,7 +138,7 @@ def append_decode(model, meta):
 def decode_reference(outputs, meta):
     """What the appended nodes must give for raw head ``outputs`` of the ``yolo_raw`` model ``meta``:
     ``(N, M, 6)`` from the numpy decoder."""
-    from edgecsp.runtime.decode import decode_yolo
+    from edgecsp.runtime.layouts.yolo_raw import decode_yolo
 
     boxes, scores = decode_yolo(outputs, meta)
     return np.concatenate([boxes, scores.max(axis=2, keepdims=True),

@@ -1,5 +1,6 @@
 """Build the runtime's ModelMeta from a PyTorch model (detector or classifier)."""
-from edgecsp.runtime.meta import HeadMeta, ModelMeta
+from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
+from edgecsp.runtime.meta import ModelMeta
 
 
 def _per_head(value, count):
@@ -19,13 +20,12 @@ def meta_from_model(model, model_name, input_size=None, letterbox=None, outputs=
                                                 _per_head(model.new_coords, count))]
         size = tuple(input_size or model.input_size)
         letterbox = getattr(model, "letterbox", True) if letterbox is None else letterbox
-        return ModelMeta(names=list(model.names), input_size=size, task="detect", letterbox=letterbox,
-                         pad_value=int(getattr(model, "pad_value", 114)),
-                         activated=bool(getattr(model, "activated", False)),
-                         heads=heads, outputs=list(outputs or ["head{}".format(s) for s in model.strides]),
+        return yolo_meta(list(model.names), size, heads, activated=bool(getattr(model, "activated", False)),
+                         letterbox=bool(letterbox), pad_value=int(getattr(model, "pad_value", 114)),
+                         outputs=list(outputs or ["head{}".format(s) for s in model.strides]),
                          model=model_name, extra=dict(extra))
     num_classes = getattr(model, "num_classes", None) or 1000
     names = list(getattr(model, "names", None) or ["class{}".format(i) for i in range(num_classes)])
     return ModelMeta(names=names, input_size=tuple(input_size or (224, 224)), task="classify", letterbox=False,
-                     layout=getattr(model, "output_layout", "logits"), outputs=list(outputs or ["logits"]),
-                     model=model_name, extra=dict(extra))
+                     layout="classify", params={"probabilities": getattr(model, "output_layout", "logits") == "probs"},
+                     outputs=list(outputs or ["logits"]), model=model_name, extra=dict(extra))

@@ -15,7 +15,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from edgecsp._files import Staged, file_sha256
+from edgecsp._files import READS, WRITES, Staged, check_paths, file_sha256
 from edgecsp._lazy import require
 from edgecsp.errors import InputError, UnsupportedError, VerificationError
 from edgecsp.export.metadata import meta_from_model
@@ -47,6 +47,11 @@ class ExportConfig(NamedTuple):
     darknet_weights: Optional[str] = None
     names_file: Optional[str] = None  # darknet .names (one class per line); default class0..classN-1
     decode_in_graph: bool = False  # append the YOLO decode: one (N, M, 6) output for DeepStream (decode_graph.py)
+
+
+# what export reads and writes: the output may not replace or sit inside an input (edgecsp._files.check_paths)
+PATHS = (("checkpoint", "--checkpoint", READS), ("card", "--card", READS), ("darknet_cfg", "--darknet", READS),
+         ("darknet_weights", "--darknet", READS), ("names_file", "--names", READS), ("output", "-o", WRITES))
 
 
 class ExportReport(NamedTuple):
@@ -212,6 +217,7 @@ def export(config, log=None):
     """Run every export stage; returns an ExportReport. Nothing is left at ``output`` unless all checks passed."""
     import time
 
+    check_paths(config, PATHS)  # before anything is loaded; again below with the card's weights, the default name
     onnx = require("onnx", "exporting to ONNX")
     torch = require("torch", "exporting PyTorch models")
     started = time.time()
@@ -223,6 +229,8 @@ def export(config, log=None):
             raise InputError("input size {}x{} must be a multiple of 32 (the largest stride)".format(*input_size))
     positive_int(config.batch, "--batch")
     output = config.output or default_output(name, input_size, config.opset)
+    weights = [p for p in (config.checkpoint, source) if p and os.path.isfile(str(p))]  # a card's weights too
+    check_paths(config, PATHS, output=output, checkpoint=weights)
     # every intermediate file lives in the output's staging folder; only the verified model is moved into place
     with Staged([output]) as staged:
         raw_path = os.path.join(staged.staging, "raw.onnx")

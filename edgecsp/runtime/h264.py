@@ -63,7 +63,10 @@ class H264Writer(AtomicArtefact):
         try:
             self._container = av.open(self.tmp_path, mode="w")  # fails now, before any frame, on a bad path
         except Exception as exc:  # noqa: BLE001 -- PyAV raises its own error classes per FFmpeg error
+            failure = self._staged.failure(exc)
             self._staged.abort()
+            if failure is not None:
+                raise failure
             raise InputError("cannot write video {} with PyAV ({}): use a .mp4, .mkv or .mov path".format(
                 path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
         self._stream = None
@@ -106,6 +109,9 @@ class H264Writer(AtomicArtefact):
 
     def _raise_error(self):
         if self._error is not None:
+            failure = self._staged.failure(self._error)  # PyAV's errors are OSErrors: ENOSPC, EFBIG...
+            if failure is not None:
+                raise failure
             raise RuntimeError("H.264 encoding of {} failed: {}".format(self.path, self._error))
 
     def write(self, image):

@@ -3,68 +3,76 @@
 It travels with every artefact: as JSON under the key ``edgecsp.meta`` in ONNX ``metadata_props``, in OpenVINO
 ``rt_info`` and in the sidecar manifest of engines. Python 3.6 compatible (NamedTuple, no dataclasses).
 
-Output layout ``yolo_raw`` (the only detection layout so far): one output per head, in ``heads`` order, shaped
-``(N, A * (5 + C), H, W)`` exactly as the last 1x1 convolution writes it; per anchor the channels are
-``tx, ty, tw, th, objectness, class_0..class_{C-1}``. Box decoding happens in the runtime (``decode.py``),
-which keeps the graph free of ops that TensorRT 8.2 parses badly and lets darknet models share the code.
+Format 2: the outputs are described by an output ``layout`` (``edgecsp.runtime.layouts``: one module per layout,
+``yolo_raw``, ``detections``, ``anchor_free``...) and its ``params``; the preprocessing by ``input_size``,
+``letterbox`` (keep the aspect ratio and pad at ``pad_position`` with ``pad_value``, else stretch),
+``channel_order`` and ``input = (pixel * scale - mean) / std`` per channel (in the network's channel order);
+the family's own NMS rule by ``nms`` (``multi_label``, ``iou``), used where the user sets none.
+Format-1 artefacts (``heads`` and ``activated`` at the top level, layouts ``yolo_raw``, ``yolo_decoded``,
+``logits``, ``probs``) still load: each layout converts the format-1 records it took over.
 """
 import json
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from edgecsp.errors import MetadataError
-from edgecsp.runtime.schema import (Field, flag, free_json, integer, list_of, number, one_of, optional,
-                                    parse_json, read_record, record, text)
+from edgecsp.runtime.layouts import get_layout, list_layouts
+from edgecsp.runtime.schema import (Field, flag, free_json, integer, list_of, number, one_of, optional, parse_json,
+                                    read_record, text)
 
 META_KEY = "edgecsp.meta"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # what an artefact's input takes: the runtime's float32 NCHW batch (pixels * scale, in channel_order), or the
 # letterboxed uint8 NHWC BGR frames themselves, the graph doing the channel swap, scaling and layout
 FLOAT_NCHW, UINT8_NHWC_BGR = "float_nchw", "uint8_nhwc_bgr"
-# detection output layouts: the raw heads (what the runtime decodes), or the decode appended in the graph for
-# DeepStream (`edgecsp export --decode-in-graph`): one (N, M, 6) output of x1, y1, x2, y2, score, class
-RAW_LAYOUT, DECODED_LAYOUT = "yolo_raw", "yolo_decoded"
 INPUT_FORMS = (FLOAT_NCHW, UINT8_NHWC_BGR)
-DETECT_LAYOUTS = (RAW_LAYOUT, DECODED_LAYOUT)
-CLASSIFY_LAYOUTS = ("logits", "probs")  # a classifier's one (N, C) output: before or after softmax
-
-
-class HeadMeta(NamedTuple):
-    """One YOLO head: its stride in input pixels and its anchors in input pixels."""
-
-    stride: int
-    anchors: List[Tuple[float, float]]
-    scale_x_y: float = 1.0
-    new_coords: bool = False
+# where a letterbox puts the image: centred (YOLOv5/v8, darknet, edgecsp), or at the top left with the padding
+# at the bottom and right (YOLOX, mmdet's Pad, PaddleDetection)
+PAD_CENTER, PAD_TOP_LEFT = "center", "top_left"
+PAD_POSITIONS = (PAD_CENTER, PAD_TOP_LEFT)
 
 
 class ModelMeta(NamedTuple):
-    """What the runtime must know about a model; see the module docstring for the output layout."""
+    """What the runtime must know about a model; see the module docstring."""
 
     names: List[str]
     input_size: Tuple[int, int]  # (height, width) of the network input
-    task: str = "detect"  # "detect" | "classify"
+    task: str = "detect"  # "detect" | "classify": the layout's task
     letterbox: bool = True  # keep aspect ratio and pad (else: plain resize)
     pad_value: int = 114
     channel_order: str = "RGB"  # order the network expects; frames arrive as BGR from OpenCV
-    scale: float = 1.0 / 255.0  # input = pixel * scale, NCHW float32
-    layout: str = "yolo_raw"  # detect: "yolo_raw"; classify: "logits"
-    activated: bool = False  # True when the graph already applied the logistic to the head outputs
-    heads: List[HeadMeta] = []
-    outputs: List[str] = []  # output tensor names in heads order
+    scale: float = 1.0 / 255.0  # input = (pixel * scale - mean) / std, NCHW float32
+    layout: str = "yolo_raw"  # a layout of edgecsp.runtime.layouts
+    params: object = None  # the layout's parameters (what its module's make_params returns)
+    outputs: List[str] = []  # output tensor names in the layout's order
     input_name: str = "images"
-    model: str = ""  # registry name or "darknet:<cfg stem>"
+    model: str = ""  # registry name, "darknet:<cfg stem>", or the producer of an imported ONNX
     extra: dict = {}  # provenance: opset, precision, target, versions, source hash...
     input_form: str = FLOAT_NCHW  # INPUT_FORMS; artefacts without it (older ones) take float NCHW
+    mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # per channel, in channel_order, after * scale
+    std: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    pad_position: str = PAD_CENTER
+    nms: dict = {}  # the family's own NMS rule, used where the user sets none: {"multi_label": bool, "iou": float}
 
     @property
     def num_classes(self):
         return len(self.names)
 
+    @property
+    def spec(self):
+        """The output layout (``edgecsp.runtime.layouts.Layout``) of this model."""
+        return get_layout(self.layout)
+
+    @property
+    def normalized(self):
+        """Whether the input has a mean or std beyond the scale."""
+        return tuple(self.mean) != (0.0, 0.0, 0.0) or tuple(self.std) != (1.0, 1.0, 1.0)
+
     def to_dict(self):
         d = self._asdict()
         d["format"] = FORMAT_VERSION
         d["input_size"] = list(self.input_size)
-        d["heads"] = [dict(h._asdict(), anchors=[list(a) for a in h.anchors]) for h in self.heads]
+        d["params"] = self.spec.params_dict(self.params)
+        d["mean"], d["std"] = [float(v) for v in self.mean], [float(v) for v in self.std]
         return d
 
     def to_json(self):
@@ -78,17 +86,21 @@ class ModelMeta(NamedTuple):
 
     @classmethod
     def from_dict(cls, d, where="metadata"):
-        """The metadata record ``d`` (a parsed JSON object) read through ``META_FIELDS`` and checked for
-        consistency; MetadataError naming the field, the value and the fix otherwise."""
+        """The metadata record ``d`` (a parsed JSON object) read through ``META_FIELDS`` and its layout's
+        parameters, checked for consistency; MetadataError naming the field, the value and the fix otherwise."""
         if isinstance(d, dict):
-            version = d.get("format", FORMAT_VERSION)
+            version = d.get("format", 1)
             if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
                 raise MetadataError("{} uses metadata format {} but this edgecsp reads up to {}: upgrade "
                                     "edgecsp".format(where, version, FORMAT_VERSION))
+            if version == 1:
+                d = _from_format_1(d, where)
         fields = read_record(d, META_FIELDS, where, REEXPORT_FIX)
         fields.pop("format")
-        fields["heads"] = [HeadMeta(**h) for h in fields["heads"]]
+        layout = get_layout(fields["layout"], where)
+        fields["params"] = layout.read_params(fields["params"], where)
         fields["input_size"] = tuple(fields["input_size"])
+        fields["mean"], fields["std"] = tuple(fields["mean"]), tuple(fields["std"])
         return cls(**fields)._consistent(where)
 
     @classmethod
@@ -99,34 +111,19 @@ class ModelMeta(NamedTuple):
         """Raise MetadataError unless this record passes the rules a reader applies (what is written loads)."""
         try:
             document = json.loads(self.to_json())
-        except (TypeError, ValueError) as exc:  # a numpy scalar, NaN... where JSON needs a plain finite value
+        except (TypeError, ValueError, AttributeError) as exc:  # a numpy scalar, NaN, params of another layout...
             raise MetadataError("{} has edgecsp metadata that is not plain JSON ({}): {}".format(
                 where, exc, REEXPORT_FIX))
         return ModelMeta.from_dict(document, where)
 
     def _consistent(self, where):
         """MetadataError when the fields, each valid alone, contradict each other."""
+        layout = self.spec
         problems = []
-        side = max(self.input_size)
-        if self.task == "detect":
-            if self.layout not in DETECT_LAYOUTS:
-                problems.append("a detector's layout is one of {}, not {!r}".format(", ".join(DETECT_LAYOUTS),
-                                                                                   self.layout))
-            if not self.heads:
-                problems.append("a detector needs at least one head")
-            if self.layout == DECODED_LAYOUT and len(self.outputs) != 1:
-                problems.append("a decoded ({}) model has one output, not {}".format(DECODED_LAYOUT, len(self.outputs)))
-            if self.layout == RAW_LAYOUT and self.outputs and len(self.outputs) != len(self.heads):
-                problems.append("{} outputs for {} heads".format(len(self.outputs), len(self.heads)))
-            for i, h in enumerate(self.heads):
-                if h.stride > side:
-                    problems.append("heads[{}].stride {} is larger than the input ({}x{})".format(
-                        i, h.stride, *self.input_size))
-                if max(max(a) for a in h.anchors) > MAX_ANCHOR_FACTOR * side:
-                    problems.append("heads[{}] has an anchor larger than {} x the input side".format(
-                        i, MAX_ANCHOR_FACTOR))
-        elif self.layout not in CLASSIFY_LAYOUTS or self.heads:
-            problems.append("a classifier has layout {} and no heads".format(" or ".join(CLASSIFY_LAYOUTS)))
+        if self.task != layout.task:
+            problems.append("layout {} is a {} layout, not {}".format(layout.name, layout.task, self.task))
+        else:
+            problems.extend(layout.problems(self))
         if len(set(self.outputs)) != len(self.outputs):
             problems.append("output names repeat")
         if problems:
@@ -135,51 +132,50 @@ class ModelMeta(NamedTuple):
         return self
 
 
+def _from_format_1(d, where):
+    """A format-1 record as format 2: the layout that took over its layout name converts it."""
+    old = d.get("layout", "yolo_raw" if d.get("task", "detect") == "detect" else "logits")
+    for layout in list_layouts():
+        if old in getattr(layout, "legacy_names", ()):
+            converted = dict((k, v) for k, v in d.items() if k not in ("heads", "activated"))
+            converted.update(format=FORMAT_VERSION, layout=layout.name, params=layout.params_from_format_1(d, old))
+            return converted
+    raise MetadataError("{} names format-1 output layout {}, which this edgecsp cannot read: {}".format(
+        where, repr(old)[:40], REEXPORT_FIX))
+
+
 # -- the rules every reader and writer of the metadata applies (edgecsp.runtime.schema) ------------------------
 REEXPORT_FIX = "re-export the model with `edgecsp export` (or rebuild the artefact from a good ONNX)"
 MAX_INPUT_SIDE = 8192  # pixels; a side beyond this is a typo or an attack, not a detector input
-MAX_ANCHOR_FACTOR = 16  # an anchor at most this many input sides long
 _NAME = text(256)
-_HEAD = record([
-    Field("stride", integer(1, MAX_INPUT_SIDE), required=True),
-    Field("anchors", list_of(list_of(number(0, None, low_open=True), 2, 2, tuple), 1, 64), required=True),
-    Field("scale_x_y", number(0, 16, low_open=True), default=1.0),
-    Field("new_coords", flag(), default=False),
-])
 _EXTRA = free_json(typed=[  # provenance; the keys the code reads are typed, the rest is free (bounded) JSON
     Field("precision", optional(text(32))), Field("target", optional(text(64))), Field("backend", optional(text(64))),
     Field("decode_in_graph", optional(free_json(typed=[Field("cells", integer(1, 1 << 30))]))),
     Field("calibration", optional(free_json())),
 ])
+_TRIPLE = list_of(number(-1e6, 1e6), 3, 3, tuple)
 META_FIELDS = [
-    Field("format", integer(1, FORMAT_VERSION), default=FORMAT_VERSION),
+    Field("format", integer(2, FORMAT_VERSION), default=FORMAT_VERSION),
     Field("names", list_of(text(256, empty=True), 1, 100000), required=True),
     Field("input_size", list_of(integer(1, MAX_INPUT_SIDE), 2, 2), required=True),
     Field("task", one_of("detect", "classify"), default="detect"),
     Field("letterbox", flag(), default=True),
     Field("pad_value", integer(0, 255), default=114),
+    Field("pad_position", one_of(*PAD_POSITIONS), default=PAD_CENTER),
     Field("channel_order", one_of("RGB", "BGR"), default="RGB"),
     Field("scale", number(0, 1, low_open=True), default=1.0 / 255.0),
-    Field("layout", one_of(*(DETECT_LAYOUTS + CLASSIFY_LAYOUTS)), default=RAW_LAYOUT),
-    Field("activated", flag(), default=False),
-    Field("heads", list_of(_HEAD, 0, 16), default=[]),
+    Field("mean", _TRIPLE, default=(0.0, 0.0, 0.0)),
+    Field("std", list_of(number(1e-6, 1e6), 3, 3, tuple), default=(1.0, 1.0, 1.0)),
+    Field("layout", text(64), required=True),
+    Field("params", optional(free_json())),
     Field("outputs", list_of(_NAME, 0, 64), default=[]),
     Field("input_name", _NAME, default="images"),
     Field("model", text(256, empty=True), default=""),
     Field("extra", _EXTRA, default={}),
     Field("input_form", one_of(*INPUT_FORMS), default=FLOAT_NCHW),
+    Field("nms", free_json(8, typed=[Field("multi_label", optional(flag())),
+                                     Field("iou", optional(number(0, 1, low_open=True)))]), default={}),
 ]
-
-
-def anchors_per_head(meta):
-    # type: (ModelMeta) -> List[int]
-    return [len(h.anchors) for h in meta.heads]
-
-
-def expected_channels(meta, head_index):
-    # type: (ModelMeta, int) -> int
-    """Channels of a yolo_raw output: anchors * (5 + classes)."""
-    return len(meta.heads[head_index].anchors) * (5 + meta.num_classes)
 
 
 def meta_or_none(text, where="metadata"):
@@ -213,28 +209,6 @@ def _shape_text(shape):
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 
-def expected_output(meta, index):
-    # type: (ModelMeta, int) -> Tuple[Tuple[Optional[int], ...], str]
-    """The shape output ``index`` must have (None where any size goes) and what it is, per the metadata."""
-    height, width = meta.input_size
-    if meta.task == "classify":
-        return (None, meta.num_classes), "(N, classes)"
-    if meta.layout == DECODED_LAYOUT:
-        cells = (meta.extra.get("decode_in_graph") or {}).get("cells")
-        return (None, cells, 6), "(N, cells, 6) boxes"
-    head = meta.heads[index]
-    return ((None, expected_channels(meta, index), -(-height // head.stride), -(-width // head.stride)),
-            "(N, anchors x (5 + classes), H / stride, W / stride) head")
-
-
-def _same(dims, needed):
-    return all(d is None or n is None or d == n for d, n in zip(dims, needed))
-
-
-def _grid_fits(found, needed, side, stride):
-    return found is None or found in (side // stride, needed)
-
-
 def check_interface(meta, input_name, input_shape, outputs, where):
     # type: (ModelMeta, str, Sequence, Sequence[Tuple[str, Optional[Sequence]]], str) -> List[str]
     """MetadataError unless a model whose input is ``input_name`` shaped ``input_shape`` and whose outputs are
@@ -265,29 +239,20 @@ def check_interface(meta, input_name, input_shape, outputs, where):
     if missing:
         raise MetadataError("{}'s metadata lists outputs {} that the model lacks (it has {}): re-export it".format(
             where, ", ".join(missing), ", ".join(available)))
-    count = 1 if meta.task == "classify" or meta.layout == DECODED_LAYOUT else len(meta.heads)
+    layout = meta.spec
+    count = layout.output_count(meta)
     if len(names) != count:
-        raise MetadataError("{} has {} outputs where its metadata describes {}: re-export it".format(
-            where, len(names), count))
+        raise MetadataError("{} has {} outputs where its {} metadata describes {}: re-export it".format(
+            where, len(names), layout.name, count))
     shapes = dict(found)
     for index, name in enumerate(names):
         dims = shapes[name]
-        if dims is None:
-            continue
-        needed, what = expected_output(meta, index)
-        if len(needed) == 4:  # a head's grid may round down or up (darknet pads odd sizes)
-            stride = meta.heads[index].stride
-            ok = (len(dims) == 4 and _same(dims[:2], needed[:2])
-                  and _grid_fits(dims[2], needed[2], meta.input_size[0], stride)
-                  and _grid_fits(dims[3], needed[3], meta.input_size[1], stride))
-        elif meta.task == "classify":  # (N, C), or (N, C, 1, 1) from a final 1x1 convolution
-            ok = len(dims) >= 2 and _same(dims[1:2], needed[1:]) and all(d in (None, 1) for d in dims[2:])
-        else:
-            ok = len(dims) == len(needed) and _same(dims, needed)
-        if not ok:
-            raise MetadataError("{}'s output {!r} is shaped {} but its metadata ({} classes, input {}) needs a {} "
-                                "shaped {}: the class names, anchors, strides or input size do not match the "
-                                "model; re-export it".format(where, name, _shape_text(dims), meta.num_classes,
-                                                             "x".join(str(v) for v in meta.input_size), what,
-                                                             _shape_text(needed)))
+        if dims is not None and not layout.shape_fits(meta, index, dims):
+            raise MetadataError("{}'s output {!r} is shaped {} but its {} metadata ({} classes, input {}) needs {} "
+                                "shaped {}: the class names, layout parameters or input size do not match the "
+                                "model; re-export it".format(where, name, _shape_text(dims), layout.name,
+                                                             meta.num_classes,
+                                                             "x".join(str(v) for v in meta.input_size),
+                                                             layout.describe_output(meta, index),
+                                                             _shape_text(layout.output_shape(meta, index))))
     return names

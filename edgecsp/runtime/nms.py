@@ -319,6 +319,45 @@ def nms_per_class(boxes, scores_per_class, conf_thres=0.25, iou_thres=0.45, max_
     return Detections(cand[keep], conf[keep], cls[keep].astype(np.int64))
 
 
+def nms_labelled(boxes, scores, class_ids, conf_thres=0.25, iou_thres=0.45, max_det=300, class_agnostic=False,
+                 max_candidates=DEFAULT_MAX_CANDIDATES):
+    """``nms_per_class`` for rows that carry one score and one class each (single-label decodes, end-to-end
+    outputs whose NMS is still to run): threshold, cap the candidates, NMS, at most ``max_det`` rows."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    class_ids = np.asarray(class_ids, dtype=np.int64).reshape(-1)
+    rows = np.nonzero(scores > np.float32(conf_thres))[0]
+    if rows.size == 0 or max_det <= 0:
+        return empty_detections()
+    if max_candidates and rows.size > max_candidates:
+        top = np.argpartition(-scores[rows], int(max_candidates) - 1)[:int(max_candidates)]
+        rows = np.sort(rows[top])
+    cand, conf, cls = boxes[rows], scores[rows], class_ids[rows]
+    keep = nms_indices(cand, conf, iou_thres, max_det, None if class_agnostic else cls)
+    return Detections(cand[keep], conf[keep], cls[keep])
+
+
+def best_class(scores_per_class):
+    """``(scores (M,), classes (M,))``: each row's best class, as single-label NMS (Ultralytics', YOLOX's) takes it."""
+    scores = np.asarray(scores_per_class, dtype=np.float32)
+    if scores.shape[1] == 0:
+        return np.zeros((scores.shape[0],), np.float32), np.zeros((scores.shape[0],), np.int64)
+    classes = scores.argmax(axis=1)
+    return scores[np.arange(scores.shape[0]), classes], classes.astype(np.int64)
+
+
+def top_detections(boxes, scores, class_ids, conf_thres=0.25, max_det=300):
+    """Rows a model already suppressed (end-to-end outputs): those above ``conf_thres``, best ``max_det`` first
+    (equal scores keep the model's order)."""
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    rows = np.nonzero(scores > np.float32(conf_thres))[0]
+    if rows.size == 0 or max_det <= 0:
+        return empty_detections()
+    rows = rows[np.argsort(-scores[rows], kind="stable")][:int(max_det)]
+    return Detections(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)[rows], scores[rows],
+                      np.asarray(class_ids, dtype=np.int64).reshape(-1)[rows])
+
+
 def to_records(det, names=None, box_decimals=2, score_decimals=5):
     """Detections as a list of JSON-ready dicts ``{"class_id", "name", "score", "box": [x1, y1, x2, y2]}``.
 

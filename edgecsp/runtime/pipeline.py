@@ -22,6 +22,7 @@ has them), so it works with every backend without importing any of them. Python 
 OpenCV only.
 """
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -30,8 +31,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from edgecsp.errors import InputError
-from edgecsp.runtime.decode import check_layout
+from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.runtime.draw import draw_detections
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import LetterboxBuffer, preprocess
@@ -46,11 +46,24 @@ _POLL_S = 0.05  # how often a blocked thread looks whether another one failed
 _END = object()  # end of a stream (reader queues) / of the results (writer queue)
 
 
+DEFAULT_IOU = 0.45
+
+
 class DetectOptions(NamedTuple):
     conf: float = 0.25
-    iou: float = 0.45
+    iou: Optional[float] = None  # None: the model's family's (ModelMeta.nms), else DEFAULT_IOU
     max_det: int = 300
     class_agnostic: bool = False
+    multi_label: Optional[bool] = None  # every (box, class) pair above conf (darknet, mmdet); False: each box's
+    # best class (Ultralytics, YOLOX, YOLOv7); None: the model's family's rule (ModelMeta.nms), else True
+
+
+def resolved(options, meta):
+    # type: (DetectOptions, ...) -> DetectOptions
+    """``options`` with the NMS settings the user left unset taken from the model's family (``meta.nms``)."""
+    iou = options.iou if options.iou is not None else meta.nms.get("iou") or DEFAULT_IOU
+    multi = options.multi_label if options.multi_label is not None else meta.nms.get("multi_label", True)
+    return options._replace(iou=iou, multi_label=True if multi is None else bool(multi))
 
 
 class PipelineResult(NamedTuple):
@@ -77,8 +90,10 @@ def detect(runner, frames_bgr, options=DetectOptions(), timer=None):
 
 
 def _postprocess(outputs, meta, infos, options):
+    options = resolved(options, meta)
     return postprocess(outputs, meta, infos, [info.orig_shape for info in infos], conf=options.conf,
-                       iou=options.iou, max_det=options.max_det, class_agnostic=options.class_agnostic)
+                       iou=options.iou, max_det=options.max_det, class_agnostic=options.class_agnostic,
+                       multi_label=options.multi_label)
 
 
 def frames_in_memory(streams=1, in_flight=DEFAULT_IN_FLIGHT, batch=1, queue_size=None):
@@ -224,8 +239,8 @@ class _Run(object):
     def detections_of(self, group, outputs):
         infos = [g[3] for g in group]
         with self.stages.stage("postprocess"):
-            if outputs[0].shape[0] != len(infos):  # padding of a static batch
-                outputs = [o[:len(infos)] for o in outputs]
+            if self.meta.spec.batch_first(self.meta) and outputs[0].shape[0] != len(infos):
+                outputs = [o[:len(infos)] for o in outputs]  # padding of a static batch
             return _postprocess(outputs, self.meta, infos, self.options)
 
     def emit(self, stream, frame, det):
@@ -384,7 +399,9 @@ def run_pipeline(runner, sources, options=DetectOptions(), sinks=(), max_frames=
     if strays:
         raise TypeError("run_pipeline takes open Source objects, got {!r}: open specs with "
                         "edgecsp.runtime.inputs.open_sources(specs)".format(strays[0]))
-    check_layout(runner.meta)  # a model decoded in the graph (for DeepStream) fails here, before any frame
+    if runner.meta.task != "detect":  # before any frame
+        raise UnsupportedError("{} is a {} model: edgecsp infer runs detectors".format(
+            os.path.basename(str(runner.path)), runner.meta.task))
     sinks = ([CallbackSink(callback)] if callback is not None else []) + list(sinks)
     if in_flight is None:
         in_flight = max(getattr(runner, "in_flight", 1), DEFAULT_IN_FLIGHT if hasattr(runner, "submit") else 1)

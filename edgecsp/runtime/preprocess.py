@@ -23,7 +23,7 @@ import numpy as np
 
 from edgecsp._lazy import require
 from edgecsp.errors import InputError, MetadataError
-from edgecsp.runtime.meta import UINT8_NHWC_BGR
+from edgecsp.runtime.meta import PAD_CENTER, PAD_TOP_LEFT, UINT8_NHWC_BGR
 
 
 class LetterboxInfo(NamedTuple):
@@ -93,24 +93,27 @@ def _resize(image, w, h):
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _letterbox_geometry(image, new_shape):
-    """``(h, w, h0, w0, scale, new_w, new_h, pad_x, pad_y)``: the one place the letterbox rounding is decided."""
+def _letterbox_geometry(image, new_shape, pad_position=PAD_CENTER):
+    """``(h, w, h0, w0, scale, new_w, new_h, pad_x, pad_y)``: the one place the letterbox rounding is decided
+    (``pad_position`` top_left: the image at the origin, all padding right and below)."""
     h, w = _check_shape(new_shape)
     h0, w0 = image.shape[:2]
     scale = min(float(h) / h0, float(w) / w0)
     new_w = min(w, max(1, _round_half_up(w0 * scale)))
     new_h = min(h, max(1, _round_half_up(h0 * scale)))
+    if pad_position == PAD_TOP_LEFT:
+        return h, w, h0, w0, scale, new_w, new_h, 0, 0
     return h, w, h0, w0, scale, new_w, new_h, (w - new_w) // 2, (h - new_h) // 2
 
 
-def letterbox(image, new_shape=(640, 640), pad_value=114):
+def letterbox(image, new_shape=(640, 640), pad_value=114, pad_position=PAD_CENTER):
     """Resize ``image`` keeping its aspect ratio and pad it to ``new_shape`` = (height, width).
 
     Returns ``(padded uint8 HxWx3, LetterboxInfo)``. See the module docstring for the exact rounding and
     padding rules; they are part of the contract with training and calibration.
     """
     image = _as_bgr(image)
-    h, w, h0, w0, scale, new_w, new_h, pad_x, pad_y = _letterbox_geometry(image, new_shape)
+    h, w, h0, w0, scale, new_w, new_h, pad_x, pad_y = _letterbox_geometry(image, new_shape, pad_position)
     resized = _resize(image, new_w, new_h)
     if new_w == w and new_h == h:
         out = np.ascontiguousarray(resized)
@@ -131,13 +134,13 @@ class LetterboxBuffer(object):
         self.canvas = None  # type: Optional[np.ndarray]
         self._geometry = None
 
-    def letterbox(self, image, new_shape=(640, 640), pad_value=114):
+    def letterbox(self, image, new_shape=(640, 640), pad_value=114, pad_position=PAD_CENTER):
         """What ``letterbox`` returns, written into this buffer's canvas (valid until the next call)."""
         image = _as_bgr(image)
-        h, w, h0, w0, scale, new_w, new_h, pad_x, pad_y = _letterbox_geometry(image, new_shape)
+        h, w, h0, w0, scale, new_w, new_h, pad_x, pad_y = _letterbox_geometry(image, new_shape, pad_position)
         if self.canvas is None or self.canvas.shape != (h, w, 3):
             self.canvas, self._geometry = np.empty((h, w, 3), dtype=np.uint8), None
-        geometry = (new_w, new_h, int(pad_value))
+        geometry = (new_w, new_h, pad_x, pad_y, int(pad_value))
         if geometry != self._geometry:
             self.canvas[...] = np.asarray(pad_value, dtype=np.uint8)
             self._geometry = geometry
@@ -170,16 +173,16 @@ def resize_for_meta(image, meta, buffer=None):
     (in ``buffer``, a LetterboxBuffer, when given and the model letterboxes)."""
     if meta.letterbox:
         if buffer is not None:
-            return buffer.letterbox(image, meta.input_size, meta.pad_value)
-        return letterbox(image, meta.input_size, meta.pad_value)
+            return buffer.letterbox(image, meta.input_size, meta.pad_value, meta.pad_position)
+        return letterbox(image, meta.input_size, meta.pad_value, meta.pad_position)
     return resize_plain(image, meta.input_size)
 
 
 def preprocess(frames_bgr, meta, buffers=None):
     """Turn one BGR frame or a list of them into the network input batch.
 
-    Returns ``(batch, infos)``: ``batch`` is a C-contiguous float32 NCHW array in ``meta.channel_order`` times
-    ``meta.scale``, or for an artefact whose ``input_form`` is uint8_nhwc_bgr the letterboxed uint8 NHWC BGR
+    Returns ``(batch, infos)``: ``batch`` is a C-contiguous float32 NCHW array in ``meta.channel_order``,
+    ``(pixel * meta.scale - meta.mean) / meta.std``, or for an artefact whose ``input_form`` is uint8_nhwc_bgr the letterboxed uint8 NHWC BGR
     frames as they are (always a new array: it may still be in flight when the next one is made); ``infos`` is one
     :class:`LetterboxInfo` per frame (a list even for a single frame). ``buffers``: one LetterboxBuffer per
     frame, reused across calls (a stream's), so the letterboxed frame is never allocated.
@@ -211,6 +214,9 @@ def preprocess(frames_bgr, meta, buffers=None):
     scale = float(meta.scale)
     if scale != 1.0:
         out *= np.float32(scale)
+    if meta.normalized:  # (pixel * scale - mean) / std per channel (RTMDet, PP models): multiply by 1 / std
+        out -= np.asarray(meta.mean, np.float32).reshape(1, 3, 1, 1)
+        out /= np.asarray(meta.std, np.float32).reshape(1, 3, 1, 1)
     return out, infos
 
 

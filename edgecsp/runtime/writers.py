@@ -9,7 +9,7 @@ import json
 import logging
 import os
 
-from edgecsp._files import Staged
+from edgecsp._files import Staged, check_space
 from edgecsp._lazy import require
 from edgecsp.errors import InputError
 from edgecsp.runtime.nms import to_records
@@ -42,8 +42,11 @@ class AtomicArtefact(object):
         self.closed = True
         try:
             self._release()
-        except BaseException:
+        except BaseException as exc:
+            failure = self._staged.failure(exc)  # a full or unwritable destination: one line, not a traceback
             self._staged.abort()
+            if failure is not None:
+                raise failure
             raise
         if not self._has_content():
             self._staged.abort()
@@ -114,6 +117,7 @@ class VideoWriter(AtomicArtefact):
         if (image.shape[1], image.shape[0]) != self.frame_size:
             cv2 = require("cv2", "writing videos")
             image = cv2.resize(image, self.frame_size, interpolation=cv2.INTER_LINEAR)
+        check_space(self._staged.folder, self.path)  # OpenCV's writer only warns, frame after frame, on a full disk
         self._writer.write(image)
         self.frames_written += 1
 
@@ -121,6 +125,7 @@ class VideoWriter(AtomicArtefact):
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+            check_space(self._staged.folder, self.path)  # OpenCV reports no write error: a full disk cuts the file
 
     def _has_content(self):
         return self.frames_written > 0
@@ -135,8 +140,13 @@ class JsonlWriter(AtomicArtefact):
 
     def __init__(self, path):
         AtomicArtefact.__init__(self, path)
-        # "x": never clobber another writer's temp file; default permissions (umask), unlike mkstemp's 0600.
-        self._file = io.open(self.tmp_path, "x", encoding="utf-8")
+        self._file = None
+        try:
+            # "x": never clobber another writer's temp file; default permissions (umask), unlike mkstemp's 0600.
+            self._file = io.open(self.tmp_path, "x", encoding="utf-8")
+        except OSError as exc:
+            self.abort()
+            raise self._staged.failure(exc) or exc
         self.lines_written = 0
 
     def write(self, frame_index, source_name, det, names=None):
@@ -148,8 +158,11 @@ class JsonlWriter(AtomicArtefact):
         """Write any JSON-serialisable dict as one line."""
         if self.closed:
             raise ValueError("write() on a closed JsonlWriter")
-        self._file.write(json.dumps(record, ensure_ascii=False, sort_keys=False))
-        self._file.write(u"\n")
+        try:
+            self._file.write(json.dumps(record, ensure_ascii=False, sort_keys=False))
+            self._file.write(u"\n")
+        except OSError as exc:  # the file system filled up (ENOSPC, EFBIG, EDQUOT): one line, not a traceback
+            raise self._staged.failure(exc) or exc
         self.lines_written += 1
 
     def _release(self):

@@ -25,11 +25,12 @@ def serving(artefact, name=None, max_batch=None, instances=1, host="127.0.0.1", 
     install = find_tritonserver(tritonserver)  # no server: fail before writing anything
     scratch = tempfile.mkdtemp(prefix="edgecsp-serve-")
     try:
-        packaged = python_repository(os.path.join(scratch, "models"), artefact, name=name, max_batch=max_batch,
-                                     instances=instances)
+        # checks the host, ports and log path before the repository is written
         server = TritonServer(os.path.join(scratch, "models"), host=host, http_port=http_port, grpc_port=grpc_port,
                               tritonserver=install.binary if tritonserver else None,
                               timeout=timeout or READY_TIMEOUT_S, log_path=log_path)
+        packaged = python_repository(os.path.join(scratch, "models"), artefact, name=name, max_batch=max_batch,
+                                     instances=instances)
         with server:
             yield server, packaged
     finally:

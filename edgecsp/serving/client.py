@@ -5,6 +5,7 @@ The model's edgecsp metadata comes from its config's ``parameters`` (written by 
 ``edgecsp serve``): the client needs nothing but the URL and the model name.
 """
 import os
+import re
 import threading
 
 from edgecsp._lazy import require
@@ -25,7 +26,8 @@ def parse_server_url(url):
         raise InputError("--server {!r} is not a gRPC URL: pass grpc://HOST:PORT (Triton's gRPC port, 8001 by "
                          "default)".format(url))
     host, port = text[len(SCHEME):].rstrip("/").rsplit(":", 1)
-    if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+    # str.isdigit() also takes '²' and other digits int() refuses: only ASCII digits
+    if not re.match(r"[0-9]{1,5}\Z", port) or not 0 < int(port) < 65536 or not host:
         raise InputError("--server {!r} has no valid HOST:PORT: pass grpc://HOST:PORT".format(url))
     return "{}:{}".format(host, port)
 

@@ -15,7 +15,6 @@ from typing import NamedTuple, Optional
 from edgecsp._files import atomic_folder, require_file
 from edgecsp.backends import backend_for_path, read_artefact_meta
 from edgecsp.errors import InputError, MetadataError
-from edgecsp.runtime.meta import DECODED_LAYOUT
 from edgecsp.serving.repository import artefact_interface, check_new_folder
 from edgecsp.validate import positive_int
 
@@ -100,9 +99,9 @@ def package_deepstream(folder, model, streams=1, uri=SAMPLE_URI, precision=None,
         raise InputError("DeepStream runs an ONNX or a TensorRT engine, not {}: pass the .onnx exported with "
                          "--decode-in-graph".format(os.path.basename(path)))
     meta = read_artefact_meta(path)
-    if meta.layout != DECODED_LAYOUT:
-        raise MetadataError("{} writes the raw YOLO heads; DeepStream's parser wants the boxes decoded in the graph: "
-                            "export it with `edgecsp export ... --decode-in-graph`".format(os.path.basename(path)))
+    problem = meta.spec.deepstream_problem(meta)
+    if problem:
+        raise MetadataError("{}: {}".format(os.path.basename(path), problem))
     built = meta.extra.get("precision")
     precision = precision or built or "fp16"
     if precision not in NETWORK_MODES:

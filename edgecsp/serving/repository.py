@@ -61,22 +61,17 @@ def tensorrt_interface(path):
     """From the engine's sidecar manifest (no TensorRT needed): the input is float32 NCHW, or uint8 NHWC for an
     ``--input uint8`` build; the outputs are float32."""
     from edgecsp.backends.tensorrt.manifest import read_engine_manifest
-    from edgecsp.runtime.meta import DECODED_LAYOUT, UINT8_NHWC_BGR, ModelMeta, expected_channels
+    from edgecsp.runtime.meta import UINT8_NHWC_BGR, ModelMeta
 
     manifest = read_engine_manifest(path)
     meta = ModelMeta.from_dict(manifest.meta, path)
     shape = tuple(manifest.input_shape)
-    height, width = meta.input_size
-    if meta.layout == DECODED_LAYOUT:  # one (N, M, 6) output: the decode appended for DeepStream
-        cells = int(meta.extra.get("decode_in_graph", {}).get("cells") or 0)
-        if not cells:
-            raise MetadataError("{}'s metadata says the decode is in the graph but not over how many cells: "
-                                "re-export with --decode-in-graph".format(os.path.basename(path)))
-        outputs = [TensorSpec(manifest.outputs[0], "float32", (shape[0], cells, 6))]
-    else:
-        outputs = [TensorSpec(name, "float32", (shape[0], expected_channels(meta, i), height // head.stride,
-                                                width // head.stride))
-                   for i, (name, head) in enumerate(zip(manifest.outputs, meta.heads))]
+    layout = meta.spec
+    outputs = []
+    for index, name in enumerate(manifest.outputs):
+        dims = layout.output_shape(meta, index)  # None where only the engine knows the size (Triton's -1)
+        outputs.append(TensorSpec(name, "float32", ((shape[0],) + tuple(dims[1:])) if layout.batch_first(meta)
+                                  else tuple(dims)))
     dtype = "uint8" if meta.input_form == UINT8_NHWC_BGR else "float32"
     return Interface([TensorSpec(manifest.input_name, dtype, shape)], outputs,
                      max_batch=manifest.max_batch if shape and shape[0] is None else None)

@@ -10,14 +10,14 @@ import re
 from typing import List, NamedTuple, Optional, Tuple
 
 from edgecsp.errors import InputError
-from edgecsp.validate import optional, positive_int
+from edgecsp.validate import optional, positive_int, shown
 
 META_PARAMETER = "edgecsp_meta"  # parameters key holding ModelMeta.to_json(): classes, anchors, letterbox...
 ARTEFACT_PARAMETER = "edgecsp_artefact"  # python backend (edgecsp serve): the artefact's path in the version folder
 PATHS_PARAMETER = "edgecsp_python_paths"  # python backend: JSON list of import paths (the stub ignores PYTHONPATH)
 DEFAULT_MAX_BATCH = 8
 DEFAULT_QUEUE_DELAY_US = 500  # dynamic batching waits this long to fill a batch
-NAME_RULE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+NAME_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")  # \Z, not $: "$" also matches before a final "\n"
 NAME_HINT = "letters, digits, '_', '-' and '.', at most 128, not starting with '.' or '-'"
 DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8",
           "int32": "TYPE_INT32", "int64": "TYPE_INT64"}
@@ -63,7 +63,7 @@ def check_model_name(name):
     # type: (str) -> str
     """``name`` when Triton takes it as a model name (a folder and a URL path segment); InputError otherwise."""
     if not isinstance(name, str) or not NAME_RULE.match(name):
-        raise InputError("--name {!r} is not a Triton model name: use {}".format(name, NAME_HINT))
+        raise InputError("--name {} is not a Triton model name: use {}".format(shown(name), NAME_HINT))
     return name
 
 
@@ -100,9 +100,11 @@ def batch_plan(interface, max_batch, where, server_side_batching=False):
     return min(wanted, limit) if limit is not None else wanted
 
 
-def _tensor(spec, batched, where, fixed_format=None):
+def _tensor(spec, batched, where, fixed_format=None, output=False):
     dims = list(spec.shape[1:] if batched else spec.shape)
-    if any(d is None for d in dims):
+    if output:  # an output may have sizes only the model knows (end-to-end rows): Triton's -1
+        dims = [-1 if d is None else d for d in dims]
+    if any(d is None for d in dims):  # an input's are fixed: Triton refuses other shapes before it allocates
         raise InputError("{}: tensor {!r} has dynamic dimensions {} besides the batch; Triton's config needs them "
                          "fixed: re-export with a fixed --input-size".format(where, spec.name, spec.shape))
     if spec.dtype not in DTYPES:
@@ -138,7 +140,7 @@ def model_config(name, backend, interface, meta_json, where, max_batch=None, ins
         config["platform"] = backend.platform
     config.update(max_batch_size=max_batch_size,
                   input=[_tensor(spec, batched, where, layout)],
-                  output=[_tensor(o, batched, where) for o in interface.outputs])
+                  output=[_tensor(o, batched, where, output=True) for o in interface.outputs])
     if batched:
         config["dynamic_batching"] = {"max_queue_delay_microseconds": int(queue_delay_us)}
     config["instance_group"] = [{"count": int(instances), "kind": Enum(backend.kind)}]

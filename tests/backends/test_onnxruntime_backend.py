@@ -9,7 +9,8 @@ import pytest
 
 from edgecsp.backends import get_backend, open_runner, read_artefact_meta
 from edgecsp.errors import InputError, MetadataError, UnsupportedError
-from edgecsp.runtime.meta import META_KEY, HeadMeta, ModelMeta
+from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
+from edgecsp.runtime.meta import META_KEY, ModelMeta
 
 pytestmark = [pytest.mark.onnxruntime, pytest.mark.onnx]
 
@@ -19,7 +20,7 @@ CHANNELS = 2 * (5 + len(NAMES))  # two anchors per head
 
 
 def tiny_meta():
-    return ModelMeta(names=NAMES, input_size=(SIZE, SIZE), model="tiny-test",
+    return yolo_meta(names=NAMES, input_size=(SIZE, SIZE), model="tiny-test",
                      heads=[HeadMeta(8, [(10.0, 13.0), (16.0, 30.0)]), HeadMeta(16, [(33.0, 23.0), (30.0, 61.0)])],
                      outputs=["p8", "p16"], extra={"opset": 13})
 

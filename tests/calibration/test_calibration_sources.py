@@ -10,7 +10,8 @@ from tests.gates import optional
 from edgecsp.calibration import CalibrationConfig, CalibrationSet, select_samples
 from edgecsp.calibration.config import int8_options
 from edgecsp.errors import InputError
-from edgecsp.runtime.meta import HeadMeta, ModelMeta
+from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
+from edgecsp.runtime.meta import ModelMeta
 from edgecsp.runtime.preprocess import preprocess
 
 pytestmark = [pytest.mark.opencv]
@@ -19,7 +20,7 @@ cv2 = optional("cv2")
 
 
 def meta(size=(32, 48)):
-    return ModelMeta(names=["a", "b"], input_size=size, heads=[HeadMeta(8, [(8.0, 8.0)])], outputs=["p8"],
+    return yolo_meta(names=["a", "b"], input_size=size, heads=[HeadMeta(8, [(8.0, 8.0)])], outputs=["p8"],
                      model="calib-test")
 
 

@@ -9,14 +9,15 @@ from edgecsp._files import write_json_atomic
 from edgecsp.calibration import CalibrationConfig, CalibrationSet, check_reuse, provenance_path, read_record
 from edgecsp.calibration.provenance import reusable_cache
 from edgecsp.errors import InputError
-from edgecsp.runtime.meta import HeadMeta, ModelMeta
+from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
+from edgecsp.runtime.meta import ModelMeta
 
 pytestmark = [pytest.mark.opencv]
 
 
 
 def meta(size=(64, 64), scale=1.0 / 255.0):
-    return ModelMeta(names=["a"], input_size=size, scale=scale, heads=[HeadMeta(8, [(8.0, 8.0)])], outputs=["p8"],
+    return yolo_meta(names=["a"], input_size=size, scale=scale, heads=[HeadMeta(8, [(8.0, 8.0)])], outputs=["p8"],
                      model="prov-test")
 
 

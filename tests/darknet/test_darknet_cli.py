@@ -48,10 +48,10 @@ def test_export_build_infer(tiny, tmp_path, monkeypatch, capsys):
     meta = json.loads(props["edgecsp.meta"])
     assert meta["model"] == "darknet:yolov4-tiny" and meta["task"] == "detect"
     assert meta["names"][:3] == ["person", "bicycle", "car"] and len(meta["names"]) == 80
-    assert meta["input_size"] == [416, 416] and meta["letterbox"] is False and meta["activated"] is False
-    assert [h["stride"] for h in meta["heads"]] == [32, 16]
-    assert meta["heads"][1]["anchors"] == [[23.0, 27.0], [37.0, 58.0], [81.0, 82.0]]  # mask = 1,2,3
-    assert all(h["scale_x_y"] == 1.05 and h["new_coords"] is False for h in meta["heads"])
+    assert meta["input_size"] == [416, 416] and meta["letterbox"] is False and meta["params"]["activated"] is False
+    assert [h["stride"] for h in meta["params"]["heads"]] == [32, 16]
+    assert meta["params"]["heads"][1]["anchors"] == [[23.0, 27.0], [37.0, 58.0], [81.0, 82.0]]  # mask = 1,2,3
+    assert all(h["scale_x_y"] == 1.05 and h["new_coords"] is False for h in meta["params"]["heads"])
 
     xml = str(tmp_path / "tiny.xml")
     assert main(["build", onnx_path, "--target", "cpu", "-o", xml]) == 0
@@ -125,10 +125,10 @@ def test_new_coords_model_reports_activated_heads():
 
     plan = plan_network(parse_cfg(helpers.fixture_cfg("yolov4-csp")), (64, 64))
     meta = meta_from_model(build_model(plan), "darknet:yolov4-csp")  # attributes only: no weights needed
-    assert meta.activated and meta.letterbox and meta.pad_value == 127
-    assert [h.stride for h in meta.heads] == [8, 16, 32]
-    assert all(h.new_coords and h.scale_x_y == 2.0 for h in meta.heads)
-    assert meta.heads[2].anchors == [(142.0, 110.0), (192.0, 243.0), (459.0, 401.0)]
+    assert meta.params.activated and meta.letterbox and meta.pad_value == 127
+    assert [h.stride for h in meta.params.heads] == [8, 16, 32]
+    assert all(h.new_coords and h.scale_x_y == 2.0 for h in meta.params.heads)
+    assert meta.params.heads[2].anchors == [(142.0, 110.0), (192.0, 243.0), (459.0, 401.0)]
 
 
 def test_input_size_override(tiny, tmp_path):
@@ -137,7 +137,7 @@ def test_input_size_override(tiny, tmp_path):
     assert main(["export", "--darknet", cfg, weights, "--input-size", "128x160", "--no-simplify", "-o", out]) == 0
     model = onnx.load(out)
     meta = json.loads({p.key: p.value for p in model.metadata_props}["edgecsp.meta"])
-    assert meta["input_size"] == [128, 160] and [h["stride"] for h in meta["heads"]] == [32, 16]
+    assert meta["input_size"] == [128, 160] and [h["stride"] for h in meta["params"]["heads"]] == [32, 16]
     dims = [[d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output]
     assert dims == [[1, 255, 4, 5], [1, 255, 8, 10]]
     assert meta["names"][0] == "class0"  # no --names: generic names

@@ -52,7 +52,7 @@ from tests.darknet import darknet_helpers as helpers  # noqa: E402
 
 from edgecsp.darknet import parse_cfg, plan_network, write_weights  # noqa: E402
 from edgecsp.export.onnx_export import ExportConfig, export, run_onnx  # noqa: E402
-from edgecsp.runtime.decode import decode_yolo  # noqa: E402
+from edgecsp.runtime.layouts.yolo_raw import decode_yolo  # noqa: E402
 from edgecsp.runtime.meta import META_KEY, ModelMeta  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.onnx, pytest.mark.onnxruntime, pytest.mark.opencv_darknet]
@@ -193,7 +193,7 @@ def _decoded_rows(meta, raw_heads):
 def _opencv_rows(meta, raw_heads, yolo_outs):
     """OpenCV's [yolo] outputs reordered from (y, x, anchor) rows to edgecsp's (anchor, y, x)."""
     rows = []
-    for head, raw, out in zip(meta.heads, raw_heads, yolo_outs):
+    for head, raw, out in zip(meta.params.heads, raw_heads, yolo_outs):
         a, (gh, gw) = len(head.anchors), raw.shape[2:]
         rows.append(out.reshape(gh, gw, a, -1).transpose(2, 0, 1, 3).reshape(a * gh * gw, -1))
     rows = np.concatenate(rows)
@@ -241,7 +241,7 @@ def test_matches_opencv_dnn(name, size, tmp_path):
 
     if plan.task == "detect":
         meta = _onnx_meta(onnx_path)
-        assert [h.stride for h in meta.heads] == [size // r.shape[2] for r in ref_same]
+        assert [h.stride for h in meta.params.heads] == [size // r.shape[2] for r in ref_same]
         boxes, scores = _decoded_rows(meta, [np.asarray(r) for r in ref_same])
         cv_boxes, cv_scores = _opencv_rows(meta, ref_same, yolo_same)
         for label, mine, theirs in (("boxes", boxes, cv_boxes), ("scores", scores, cv_scores)):

@@ -7,7 +7,8 @@ import pytest
 from edgecsp.cli import main
 from edgecsp.errors import InputError
 from edgecsp.evaluation.compare import compare_artefacts
-from edgecsp.runtime.meta import META_KEY, HeadMeta, ModelMeta
+from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
+from edgecsp.runtime.meta import META_KEY, ModelMeta
 
 pytestmark = [pytest.mark.onnx, pytest.mark.onnxruntime]
 
@@ -41,7 +42,7 @@ def make_model(path, head="identity", scale=1.0, size=SIZE):
                               inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    meta = ModelMeta(names=["thing"], input_size=(size, size), heads=[HeadMeta(8, [(8.0, 8.0)])], outputs=["out"],
+    meta = yolo_meta(names=["thing"], input_size=(size, size), heads=[HeadMeta(8, [(8.0, 8.0)])], outputs=["out"],
                      model="cmp-test")
     helper.set_model_props(model, {META_KEY: meta.to_json()})
     onnx.save(model, str(path))

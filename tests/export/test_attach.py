@@ -32,8 +32,8 @@ def test_attach_reproduces_the_exported_metadata(bare_onnx, demo_onnx, tmp_path,
     assert main(["export", "--onnx", path, "--names", names, "--anchors", ANCHORS, "--scale-x-y", "2",
                  "--new-coords", "-o", out]) == 0
     got, ref = read_artefact_meta(out), read_artefact_meta(demo_onnx)
-    assert got.heads == ref.heads
-    assert (got.names, got.input_size, got.outputs, got.activated) == (ref.names, ref.input_size, ref.outputs, False)
+    assert got.params.heads == ref.params.heads
+    assert (got.names, got.input_size, got.outputs, got.params.activated) == (ref.names, ref.input_size, ref.outputs, False)
     assert META_KEY not in {p.key for p in onnx.load(path).metadata_props}  # the source is untouched
 
 
@@ -48,8 +48,8 @@ def test_attach_then_infer(bare_onnx, demo_video, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("anchors,message", [
-    ("14,14,22,22; 46,46,66,66", "channels but 2 anchors"),
-    ("14,14,22,22,32,32", "outputs but --anchors gives 1 groups"),
+    ("14,14,22,22; 46,46,66,66", "'head16' is shaped (1, 30, 16, 16) but its yolo_raw metadata (5 classes"),
+    ("14,14,22,22,32,32", "--anchors has 1 groups but the model has 2 outputs"),
     ("14,14,22", "not an even list"),
 ])
 def test_attach_errors(bare_onnx, tmp_path, capsys, anchors, message):
@@ -62,5 +62,6 @@ def test_attach_errors(bare_onnx, tmp_path, capsys, anchors, message):
 
 
 def test_attach_needs_names_and_anchors(bare_onnx, capsys):
-    assert main(["export", "--onnx", bare_onnx[0]]) == 3
-    assert "--names" in capsys.readouterr().err
+    assert main(["export", "--onnx", bare_onnx[0]]) == 3  # raw heads without anchors: not recognisable
+    err = capsys.readouterr().err
+    assert "cannot tell the output layout" in err and "--layout" in err and "yolo_raw (--anchors" in err

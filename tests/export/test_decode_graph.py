@@ -43,12 +43,13 @@ def test_graph_decode_matches_numpy(source, tmp_path, demo_card):
         size = 128 if source == "yolov4-tiny" else 64
         config = _darknet(tmp_path, source, size)
     raw, decoded = _export(tmp_path, source, **config)
-    heads = raw.meta.heads
+    heads = raw.meta.params.heads
     if source == "yolov4-tiny":
         assert {h.scale_x_y for h in heads} == {1.05} and not any(h.new_coords for h in heads)
     if source == "yolov4-csp":
-        assert all(h.new_coords for h in heads) and raw.meta.activated
-    assert decoded.meta.layout == "yolo_decoded" and decoded.meta.outputs == ["output"]
+        assert all(h.new_coords for h in heads) and raw.meta.params.activated
+    assert decoded.meta.layout == "detections" and decoded.meta.outputs == ["output"]
+    assert decoded.meta.params["nms_applied"] is False and decoded.meta.params["columns"][4:] == ["score", "class"]
     x = helpers.image_input(size, seed=5)
     outputs = _run(raw.path, x)
     want = decode_reference(dict(zip(raw.meta.outputs, outputs)), raw.meta)

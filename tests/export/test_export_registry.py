@@ -47,6 +47,6 @@ def test_export_matches_onnxruntime(name, tmp_path):
     assert meta.input_size == (size, size)
     assert meta.outputs == [o.name for o in model.graph.output]
     if meta.task == "detect":
-        for out_info, head in zip(model.graph.output, meta.heads):
+        for out_info, head in zip(model.graph.output, meta.params.heads):
             dims = [d.dim_value for d in out_info.type.tensor_type.shape.dim]
             assert dims == [1, len(head.anchors) * (5 + meta.num_classes), size // head.stride, size // head.stride]

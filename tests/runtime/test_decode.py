@@ -5,8 +5,10 @@ import pytest
 
 from edgecsp.errors import InputError, MetadataError
 from edgecsp.runtime import decode as decode_mod
-from edgecsp.runtime.decode import decode_head, decode_yolo, sigmoid
-from edgecsp.runtime.meta import HeadMeta, ModelMeta
+from edgecsp.runtime.decode import sigmoid
+from edgecsp.runtime.layouts.yolo_raw import decode_head, decode_yolo
+from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
+from edgecsp.runtime.meta import ModelMeta
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import letterbox
 
@@ -28,7 +30,7 @@ def _set(out, a, gy, gx, values):
 
 
 def _meta(heads, input_size=(16, 16), activated=False, **kw):
-    return ModelMeta(names=["a", "b"], input_size=input_size, heads=heads, activated=activated, **kw)
+    return yolo_meta(names=["a", "b"], input_size=input_size, heads=heads, activated=activated, **kw)
 
 
 @pytest.mark.parametrize("s", [1.0, 1.05, 2.0])
@@ -110,14 +112,14 @@ def test_shape_errors_are_metadata_errors():
     heads = [HeadMeta(8, [(10.0, 20.0)]), HeadMeta(16, [(30.0, 40.0)])]
     meta = _meta(heads)
     good8, good16 = _raw(h=2, w=2), _raw(h=1, w=1)
-    with pytest.raises(MetadataError, match="channels"):
+    with pytest.raises(MetadataError, match=r"output 0 is shaped \(1, 8, 2, 2\) but .* head \(\?, 7, 2, 2\)"):
         decode_yolo([np.zeros((1, PER + 1, 2, 2), np.float32), good16], meta)
-    with pytest.raises(MetadataError, match="2 heads"):
+    with pytest.raises(MetadataError, match="metadata describes 2"):
         decode_yolo([good8], meta)
-    with pytest.raises(MetadataError, match="heads order"):
+    with pytest.raises(MetadataError, match=r"output 0 is shaped \(1, 7, 1, 1\)"):
         decode_yolo([good16, good8], meta)
-    with pytest.raises(MetadataError, match="4-D"):
-        decode_head(np.zeros((PER, 2, 2), np.float32), heads[0], NUM_CLASSES)
+    with pytest.raises(MetadataError, match=r"output 0 is shaped \(7, 2, 2\)"):
+        decode_yolo([np.zeros((PER, 2, 2), np.float32), good16], meta)
 
 
 def test_grid_is_cached_per_shape():
@@ -140,7 +142,7 @@ def test_extreme_logits_do_not_overflow():
 
 def test_postprocess_maps_back_to_original_frame():
     # 100x200 frame letterboxed to 64x64 (scale 0.32, pad_y 16); one head, stride 32, 2x2 grid.
-    meta = ModelMeta(names=["a", "b"], input_size=(64, 64), activated=True,
+    meta = yolo_meta(names=["a", "b"], input_size=(64, 64), activated=True,
                      heads=[HeadMeta(32, [(32.0, 16.0)], scale_x_y=2.0, new_coords=True)])
     _, info = letterbox(np.zeros((100, 200, 3), np.uint8), (64, 64))
     out = np.zeros((1, PER, 2, 2), np.float32)

@@ -14,13 +14,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from edgecsp.errors import EdgeCSPError, InputError, MetadataError
-from edgecsp.runtime.meta import ModelMeta, check_interface, expected_output
+from edgecsp.runtime.meta import ModelMeta, check_interface
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import preprocess
 from edgecsp.runtime.schema import MAX_DEPTH, parse_json
 from tests.fuzzing import fuzz_settings, no_hang
 
-DEMO = {
+DEMO1 = {  # a format-1 record, as edgecsp wrote them before layouts were a registry
     "format": 1, "names": ["circle", "square", "triangle", "star", "cross"], "input_size": [256, 256],
     "task": "detect", "letterbox": True, "pad_value": 114, "channel_order": "RGB", "scale": 1.0 / 255,
     "layout": "yolo_raw", "activated": True, "input_name": "images", "model": "shapes_tiny_csp",
@@ -30,6 +30,7 @@ DEMO = {
                "new_coords": True}],
     "outputs": ["head16", "head32"], "extra": {"opset": 13, "precision": "fp32"}, "input_form": "float_nchw",
 }
+DEMO = ModelMeta.from_dict(DEMO1).to_dict()  # the same record in format 2 (layout + params)
 
 # Values a hostile editor writes: wrong types, huge/negative/non-finite numbers, long and control-character
 # strings, nested containers.
@@ -95,12 +96,11 @@ def _one_line(exc):
 def _outputs_for(meta, rng):
     """Outputs of batch 1 shaped as the metadata says, filled with logits (or probabilities)."""
     outputs = []
-    count = 1 if meta.layout != "yolo_raw" else len(meta.heads)
-    for index in range(count):
-        shape, _ = expected_output(meta, index)
-        shape = tuple(1 if d is None else d for d in shape)
+    for index in range(meta.spec.output_count(meta)):
+        shape = tuple(1 if d is None else d for d in meta.spec.output_shape(meta, index))
         values = rng.standard_normal(shape).astype(np.float32)
-        outputs.append(1.0 / (1.0 + np.exp(-values)) if meta.activated else values)
+        activated = getattr(meta.params, "activated", False)  # yolo_raw's heads may be activated already
+        outputs.append(1.0 / (1.0 + np.exp(-values)) if activated else values)
     return outputs
 
 
@@ -111,14 +111,13 @@ def _loads_then_runs(text):
     except MetadataError as exc:
         _one_line(exc)
         return None
-    names = meta.outputs or ["out{}".format(i) for i in range(max(1, len(meta.heads)))]
+    names = meta.outputs or ["out{}".format(i) for i in range(meta.spec.output_count(meta))]
     outputs = _outputs_for(meta, np.random.default_rng(0)) if meta.task == "detect" else []
     shape = ((1, meta.input_size[0], meta.input_size[1], 3) if meta.input_form == "uint8_nhwc_bgr"
              else (1, 3) + tuple(meta.input_size))
     if meta.task == "detect":
         check_interface(meta, meta.input_name, shape, list(zip(names, [o.shape for o in outputs])), "fuzz.onnx")
-    if meta.task == "detect" and meta.layout == "yolo_raw" and max(meta.input_size) <= 1024 \
-            and sum(o.size for o in outputs) < 4_000_000:
+    if meta.task == "detect" and max(meta.input_size) <= 1024 and sum(o.size for o in outputs) < 4_000_000:
         frame = np.full((48, 64, 3), 90, np.uint8)
         batch, infos = preprocess([frame], meta)
         assert np.isfinite(batch.astype(np.float32)).all()
@@ -127,7 +126,7 @@ def _loads_then_runs(text):
     return meta
 
 
-@given(mutated(DEMO))
+@given(st.one_of(mutated(DEMO), mutated(DEMO1)))
 @fuzz_settings()
 @example(dict(DEMO, scale=float("nan")))  # issue 16: empty frames and mAP 0 with exit 0
 @example(dict(DEMO, input_size=[1e9, 256]))
@@ -137,9 +136,13 @@ def _loads_then_runs(text):
 @example(dict(DEMO, pad_value="grey"))
 @example(dict(DEMO, scale="x"))
 @example(dict(DEMO, channel_order="XYZ"))
-@example(dict(DEMO, heads=[dict(DEMO["heads"][0], stride=1e9), DEMO["heads"][1]]))
-@example(dict(DEMO, heads=[dict(DEMO["heads"][0], anchors=[[1.0, 2.0, 3.0]]), DEMO["heads"][1]]))
-@example(dict(DEMO, heads=[dict(DEMO["heads"][0], anchors=[[float("inf"), 2.0]]), DEMO["heads"][1]]))
+@example(dict(DEMO1, heads=[dict(DEMO1["heads"][0], stride=1e9), DEMO1["heads"][1]]))
+@example(dict(DEMO1, heads=[dict(DEMO1["heads"][0], anchors=[[1.0, 2.0, 3.0]]), DEMO1["heads"][1]]))
+@example(dict(DEMO1, heads=[dict(DEMO1["heads"][0], anchors=[[float("inf"), 2.0]]), DEMO1["heads"][1]]))
+@example(dict(DEMO1, layout=["x"]))
+@example(dict(DEMO1, layout="yolo_decoded", extra=[1]))
+@example(dict(DEMO, params=[1]))
+@example(dict(DEMO, layout="nope"))
 @example(dict(DEMO, extra={"decode_in_graph": 5}))
 def test_fuzz_metadata_records_load_or_fail_in_one_line(document):
     with no_hang():
@@ -176,14 +179,17 @@ def test_the_demo_record_loads_and_round_trips():
     (dict(channel_order="XYZ"), "field channel_order must be one of RGB, BGR"),
     (dict(letterbox=1), "field letterbox must be true or false"),
     (dict(names=[]), "field names must be an array of 1..100000 items"),
-    (dict(heads=[dict(DEMO["heads"][0], stride=512), DEMO["heads"][1]]), "heads[0].stride 512 is larger than"),
-    (dict(heads=[dict(DEMO["heads"][0], anchors=[[1e30, 2.0]]), DEMO["heads"][1]]), "anchor larger than 16 x"),
+    (dict(DEMO1, heads=[dict(DEMO1["heads"][0], stride=512), DEMO1["heads"][1]]), "heads[0].stride 512 is larger than"),
+    (dict(DEMO1, heads=[dict(DEMO1["heads"][0], anchors=[[1e30, 2.0]]), DEMO1["heads"][1]]), "anchor larger than 16 x"),
+    (dict(DEMO1, heads=[dict(DEMO1["heads"][0], stride="16"), DEMO1["heads"][1]]),
+     "field params.heads[0].stride must be an integer"),
+    (dict(layout="nope"), "names output layout 'nope', which this edgecsp does not know"),
     (dict(outputs=["a", "a"]), "output names repeat"),
-    (dict(format=7), "uses metadata format 7 but this edgecsp reads up to 1: upgrade edgecsp"),
+    (dict(format=7), "uses metadata format 7 but this edgecsp reads up to 2: upgrade edgecsp"),
 ])
 def test_each_rule_names_the_field_the_value_and_the_fix(change, message):
     with pytest.raises(MetadataError) as info:
-        ModelMeta.from_json(json.dumps(dict(DEMO, **change)), "m.onnx")
+        ModelMeta.from_json(json.dumps(change if "names" in change else dict(DEMO, **change)), "m.onnx")
     text = str(info.value)
     assert message in text and text.startswith("m.onnx") and ("re-export" in text or "upgrade" in text), text
 
@@ -197,7 +203,7 @@ def test_a_writer_cannot_store_what_a_reader_refuses():
 
 
 @pytest.mark.parametrize("outputs, message", [
-    ([("head16", (1, 40, 16, 16)), ("head32", (1, 30, 8, 8))], "shaped (1, 40, 16, 16) but its metadata (5 classes"),
+    ([("head16", (1, 40, 16, 16)), ("head32", (1, 30, 8, 8))], "shaped (1, 40, 16, 16) but its yolo_raw metadata (5 classes"),
     ([("head16", (1, 30, 16, 16)), ("head32", (1, 30, 16, 16))], "'head32' is shaped (1, 30, 16, 16)"),
     ([("head16", (1, 30, 16, 16)), ("other", (1, 30, 8, 8))], "lists outputs head32 that the model lacks"),
 ])

@@ -11,7 +11,8 @@ import pytest
 
 from edgecsp.backends.base import InferHandle
 from edgecsp.errors import InputError
-from edgecsp.runtime.meta import HeadMeta, ModelMeta
+from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
+from edgecsp.runtime.meta import ModelMeta
 from edgecsp.runtime.pipeline import DetectOptions, frames_in_memory, run_pipeline
 from edgecsp.runtime.sinks import JsonlSink, Sink, VideoSink, sink_for, stream_path
 from edgecsp.runtime.sources import Frame, Source
@@ -19,7 +20,7 @@ from edgecsp.runtime.sources import Frame, Source
 pytestmark = [pytest.mark.opencv]
 
 
-META = ModelMeta(names=["a", "b"], input_size=(32, 32), heads=[HeadMeta(stride=8, anchors=[(8.0, 8.0)])])
+META = yolo_meta(names=["a", "b"], input_size=(32, 32), heads=[HeadMeta(stride=8, anchors=[(8.0, 8.0)])])
 OPTIONS = DetectOptions(conf=0.3, iou=0.5)
 
 

@@ -67,9 +67,9 @@ class _SyncOnly(BaseRunner):
     """A backend that implements only the synchronous interface (as the TensorRT runner may)."""
 
     def _activate(self):
-        from edgecsp.runtime.meta import HeadMeta, ModelMeta
+        from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
 
-        meta = ModelMeta(names=["a"], input_size=(8, 8), heads=[HeadMeta(stride=8, anchors=[(8.0, 8.0)])])
+        meta = yolo_meta(names=["a"], input_size=(8, 8), heads=[HeadMeta(stride=8, anchors=[(8.0, 8.0)])])
         self._bind(meta, "images", (1, 3, 8, 8), ["out"])
 
     def _deactivate(self):

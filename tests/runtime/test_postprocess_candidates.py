@@ -3,8 +3,10 @@ then threshold): on synthetic heads of every decode form, on the darknet fixture
 import numpy as np
 import pytest
 
-from edgecsp.runtime.decode import decode_candidates, decode_yolo, objectness_floor, sigmoid
-from edgecsp.runtime.meta import HeadMeta, ModelMeta
+from edgecsp.runtime.decode import sigmoid
+from edgecsp.runtime.layouts.yolo_raw import decode_candidates, decode_yolo, objectness_floor
+from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
+from edgecsp.runtime.meta import ModelMeta
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import LetterboxInfo
 
@@ -26,12 +28,12 @@ def _infos(n, size):
 def _outputs(meta, batch, seed, obj_shift=-4.0):
     rng = np.random.RandomState(seed)
     outputs = []
-    for head in meta.heads:
+    for head in meta.params.heads:
         grid = meta.input_size[0] // head.stride
         per_anchor = 5 + meta.num_classes
         out = rng.randn(batch, len(head.anchors), per_anchor, grid, grid).astype(np.float32) * 3
         out[:, :, 4] += obj_shift  # mostly background, as a detector's objectness is
-        if meta.activated:
+        if meta.params.activated:
             out = sigmoid(out)
             if not head.new_coords:
                 out[:, :, 2:4] = rng.randn(batch, len(head.anchors), 2, grid, grid) * 0.5
@@ -51,7 +53,7 @@ METAS = {
 @pytest.mark.parametrize("form", sorted(METAS))
 @pytest.mark.parametrize("conf", CONFS)
 def test_synthetic_heads_give_the_dense_detections(form, conf):
-    meta = ModelMeta(names=["c{}".format(i) for i in range(7)], input_size=(128, 128), **METAS[form])
+    meta = yolo_meta(names=["c{}".format(i) for i in range(7)], input_size=(128, 128), **METAS[form])
     outputs = _outputs(meta, 3, seed=int(conf * 1000))
     fast = postprocess(outputs, meta, _infos(3, 128), conf=conf, iou=0.5)
     dense = postprocess(outputs, meta, _infos(3, 128), conf=conf, iou=0.5, dense=True)
@@ -60,7 +62,7 @@ def test_synthetic_heads_give_the_dense_detections(form, conf):
 
 
 def test_the_candidates_are_the_dense_rows_that_can_pass():
-    meta = ModelMeta(names=["a", "b"], input_size=(64, 64), **METAS["classic"])
+    meta = yolo_meta(names=["a", "b"], input_size=(64, 64), **METAS["classic"])
     outputs = _outputs(meta, 2, seed=3)
     boxes, scores = decode_yolo(outputs, meta)
     for i, (cand_boxes, cand_scores) in enumerate(decode_candidates(outputs, meta, 0.3)):
@@ -96,7 +98,7 @@ def test_darknet_fixtures_give_the_dense_detections(name, tmp_path):
     per_anchor = 5 + meta.num_classes
     for o in shifted:
         view = o.reshape(o.shape[0], -1, per_anchor, o.shape[2], o.shape[3])
-        view[:, :, 4] = view[:, :, 4] - 4.0 if not meta.activated else view[:, :, 4] ** 4
+        view[:, :, 4] = view[:, :, 4] - 4.0 if not meta.params.activated else view[:, :, 4] ** 4
     for outs in (outputs, shifted):
         for conf in CONFS:
             _same(postprocess(outs, meta, _infos(1, 128), conf=conf),

@@ -2,14 +2,15 @@ import numpy as np
 import pytest
 
 from edgecsp.errors import InputError, MetadataError
-from edgecsp.runtime.meta import HeadMeta, ModelMeta
+from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
+from edgecsp.runtime.meta import ModelMeta
 from edgecsp.runtime.preprocess import letterbox, preprocess, resize_plain, scale_boxes_back
 
 
 def _meta(**kw):
     base = dict(names=["a", "b"], input_size=(64, 64), heads=[HeadMeta(32, [(10.0, 13.0)])])
     base.update(kw)
-    return ModelMeta(**base)
+    return yolo_meta(**base)
 
 
 def _forward(box, info):
@@ -150,7 +151,7 @@ def test_a_stream_letterbox_buffer_gives_the_same_pixels_without_allocating():
 def test_preprocess_with_buffers_equals_without(tmp_path):
     from edgecsp.runtime.preprocess import LetterboxBuffer
 
-    meta = ModelMeta(names=["a"], input_size=(128, 96), heads=[HeadMeta(32, [(10.0, 10.0)])])
+    meta = yolo_meta(names=["a"], input_size=(128, 96), heads=[HeadMeta(32, [(10.0, 10.0)])])
     frames = [np.random.RandomState(i).randint(0, 255, (90 + 10 * i, 160, 3)).astype(np.uint8) for i in range(3)]
     buffers = [LetterboxBuffer() for _ in frames]
     for _ in range(2):

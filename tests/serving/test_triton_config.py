@@ -57,7 +57,7 @@ def test_onnx_repository_matches_the_model(demo_onnx, tmp_path):
     assert outputs == {o.name: list(o.shape) for o in session.get_outputs()}
     assert config.input[0].data_type == 11 and config.output[0].data_type == 11  # TYPE_FP32
     meta = ModelMeta.from_json(config.parameters[META_PARAMETER].string_value)
-    assert meta.names == ["circle", "square", "triangle", "star", "cross"] and meta.heads[0].anchors
+    assert meta.names == ["circle", "square", "triangle", "star", "cross"] and meta.params.heads[0].anchors
     assert sorted(packaged.files) == ["demo/1/model.onnx", "demo/config.pbtxt"]
     with open(os.path.join(packaged.folder, "1", "model.onnx"), "rb") as a, open(demo_onnx, "rb") as b:
         assert a.read() == b.read()  # the artefact as it is
@@ -99,7 +99,8 @@ def _engine(tmp_path, demo_onnx, max_batch=4, decoded=False):
     engine.write_bytes(b"a plan built on the device")
     meta = read_artefact_meta(demo_onnx)
     if decoded:  # built from an --decode-in-graph export: one (N, M, 6) output
-        meta = meta._replace(layout="yolo_decoded", outputs=["output"]).with_extra(decode_in_graph={"cells": 960})
+        meta = meta._replace(layout="detections", outputs=["output"], params={
+            "columns": ["x1", "y1", "x2", "y2", "score", "class"], "nms_applied": False, "rows": 960})
     record = EngineManifest(engine=engine.name, engine_sha256=file_sha256(str(engine)), tensorrt="8.2.1.8",
                             gpu="NVIDIA Tegra X2", sm="6.2", target="tx2", precision="fp16", input_name="images",
                             input_shape=[None, 3, 256, 256], outputs=list(meta.outputs), onnx_sha256="b" * 64,
@@ -149,9 +150,11 @@ def test_python_backend_repository(demo_ir, tmp_path):
 
 def test_names_and_batches():
     assert check_model_name("yolo_v4.tiny-1") == "yolo_v4.tiny-1"
-    for bad in ("", ".hidden", "-x", "a/b", "a b", "x" * 129, "caf\u00e9"):
-        with pytest.raises(InputError, match="is not a Triton model name"):
+    # "evil\n": a rule ending in "$" lets a final newline through; the message shows it escaped, on one line
+    for bad in ("", ".hidden", "-x", "a/b", "a b", "x" * 129, "caf\u00e9", "evil\n", "x" * 128 + "\n", "a\x00"):
+        with pytest.raises(InputError, match="is not a Triton model name") as error:
             check_model_name(bad)
+        assert "\n" not in str(error.value)
     assert default_model_name("my model (v2)") == "my_model__v2_" and default_model_name("...") == "model"
     static = Interface([TensorSpec("images", "float32", (1, 3, 32, 32))], [])
     assert batch_plan(static, None, "m.onnx") == 0 and batch_plan(static, 1, "m.onnx") == 0
@@ -205,6 +208,15 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(demo_onnx, tmp_path, cap
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(shutil, "copyfile", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="No space left on device"):  # edgecsp._files: a full disk, in one line
         package_triton(str(repo), demo_onnx, name="half")
     assert sorted(os.listdir(str(repo))) == ["taken"]
+
+
+def test_server_urls_take_ascii_ports_only():
+    from edgecsp.serving.client import parse_server_url
+
+    assert parse_server_url("grpc://127.0.0.1:8001") == "127.0.0.1:8001"
+    for bad in ("grpc://h:\u00b2", "grpc://h:\u0663", "grpc://h:8001\n", "grpc://h:0", "grpc://h:65536", "grpc://:1"):
+        with pytest.raises(InputError, match="--server .* pass grpc://HOST:PORT"):
+            parse_server_url(bad)

@@ -90,6 +90,8 @@ def uint8_input(ov, model, meta):
 
         factor = np.array(meta.scale, dtype=np.float32)
         steps.custom(lambda node: ops.multiply(node, ops.constant(factor)).output(0))
+    if meta.normalized:  # (x - mean) / std per channel, in the network's channel order
+        steps.mean([float(v) for v in meta.mean]).scale([float(v) for v in meta.std])
     return ppp.build()
 
 

@@ -75,17 +75,25 @@ def strided_slices(model):
     return count
 
 
+# ops between a head convolution and a model output that only reshape, split or activate its values, e.g.
+# PP-PicoDet's Conv -> Add -> VariadicSplit -> Sigmoid / Reshape -> Transpose -> output
+PASS_THROUGH = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Sigmoid", "Split", "VariadicSplit", "Convert")
+
+
 def output_convolutions(model):
-    """Friendly names of the Convolution ops that produce the model outputs (through a bias Add)."""
+    """Friendly names of the Convolution ops that produce the model outputs (through a bias Add and the
+    ``PASS_THROUGH`` ops), each once."""
     names = []
     for output in model.outputs:
         node = output.get_node()
         if node.get_type_name() == "Result":
             node = node.input_value(0).get_node()
+        while node.get_type_name() in PASS_THROUGH:
+            node = node.input_value(0).get_node()
         if node.get_type_name() == "Add":
             node = next((v.get_node() for v in node.input_values() if v.get_node().get_type_name() == "Convolution"),
                         node)
-        if node.get_type_name() == "Convolution":
+        if node.get_type_name() == "Convolution" and node.get_friendly_name() not in names:
             names.append(node.get_friendly_name())
     return names
 

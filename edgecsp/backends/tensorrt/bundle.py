@@ -125,10 +125,11 @@ def commands_text(manifest):
 
 def _next_command(manifest, engine):
     """What to run with the engine: edgecsp infer, or DeepStream for a model whose decode is in the graph."""
-    from edgecsp.runtime.meta import DECODED_LAYOUT
+    from edgecsp.runtime.meta import ModelMeta
 
-    if manifest.meta.get("layout") == DECODED_LAYOUT:
-        return "edgecsp package --deepstream ds/ {}   (boxes decoded in the graph: for DeepStream)".format(engine)
+    if not ModelMeta.from_dict(manifest.meta).spec.deepstream_problem(ModelMeta.from_dict(manifest.meta)):
+        return ("edgecsp infer --engine {} video.mp4   (or for DeepStream: edgecsp package --deepstream ds/ "
+                "{})".format(engine, engine))
     return "edgecsp infer --engine {} video.mp4".format(engine)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from edgecsp._files import atomic_output, require_file
 from edgecsp.backends.base import BaseRunner, check_threads
 from edgecsp.onnxio import load_onnx
-from edgecsp.runtime.meta import ModelMeta, expected_channels, load_meta_or_raise
+from edgecsp.runtime.meta import ModelMeta, load_meta_or_raise
 
 NAME = "npz"
 BUILD_OPTIONS = ()
@@ -33,8 +33,9 @@ def read_meta(path):
 def build(onnx_path, out_path, precision=None, target="npz-cpu", **options):
     _, meta = load_onnx(onnx_path)
     rng = np.random.RandomState(0)
-    weights = dict(("w{}".format(i), rng.randn(expected_channels(meta, i), 3).astype(np.float32) * 0.1)
-                   for i in range(len(meta.heads)))
+    layout = meta.spec  # one 1x1 convolution per output, as wide as the layout's channel axis
+    weights = dict(("w{}".format(i), rng.randn(layout.output_shape(meta, i)[1], 3).astype(np.float32) * 0.1)
+                   for i in range(layout.output_count(meta)))
     meta = meta.with_extra(precision=precision or "fp32", target=str(getattr(target, "name", target)), backend=NAME)
     with atomic_output(out_path) as tmp:
         with open(tmp, "wb") as handle:  # np.savez would append .npz to a staged name without it
@@ -51,7 +52,7 @@ class Runner(BaseRunner):
     def _activate(self):
         with np.load(self.path) as data:
             meta = ModelMeta.from_json(str(data["meta"]))
-            self._weights = [data["w{}".format(i)] for i in range(len(meta.heads))]
+            self._weights = [data["w{}".format(i)] for i in range(meta.spec.output_count(meta))]
         h, w = meta.input_size
         self._bind(meta, meta.input_name or "images", (1, 3, h, w), list(meta.outputs))
 
@@ -60,7 +61,7 @@ class Runner(BaseRunner):
 
     def _infer(self, batch):
         outputs = []
-        for head, weights in zip(self._meta.heads, self._weights):
+        for head, weights in zip(self._meta.params.heads, self._weights):  # a yolo_raw model
             s = head.stride
             pooled = batch[:, :, s // 2::s, s // 2::s]  # one pixel per grid cell
             outputs.append(np.einsum("oc,nchw->nohw", weights, pooled).astype(np.float32))

@@ -2,7 +2,8 @@
 cases the lint and the FP16 check must catch."""
 import numpy as np
 
-from edgecsp.runtime.meta import META_KEY, HeadMeta, ModelMeta
+from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
+from edgecsp.runtime.meta import META_KEY, ModelMeta
 
 SIZE = 32
 NAMES = ["cat", "dog"]
@@ -10,7 +11,7 @@ CHANNELS = 2 * (5 + len(NAMES))
 
 
 def tiny_meta():
-    return ModelMeta(names=NAMES, input_size=(SIZE, SIZE), model="trt-test",
+    return yolo_meta(names=NAMES, input_size=(SIZE, SIZE), model="trt-test",
                      heads=[HeadMeta(8, [(10.0, 13.0), (16.0, 30.0)])], outputs=["p8"], extra={"opset": 13})
 
 
