@@ -14,8 +14,8 @@ from edgecsp.validate import choice
 
 ONNX_HINT = "pass the path of an .onnx exported by `edgecsp export`"
 
-__all__ = ["INPUT_CHOICES", "ONNX_HINT", "add_uint8_input", "check_onnx_meta", "check_opset", "input_form_of", "load_onnx",
-           "onnx_interface", "onnx_meta_json", "onnx_opset", "save_onnx", "set_onnx_meta", "simplify"]
+__all__ = ["INPUT_CHOICES", "ONNX_HINT", "add_uint8_input", "check_onnx_meta", "check_opset", "decode_tail",
+           "input_form_of", "load_onnx", "onnx_interface", "onnx_meta_json", "onnx_opset", "save_onnx", "set_onnx_meta", "simplify"]
 
 
 def load_onnx(path):
@@ -66,6 +66,30 @@ def onnx_interface(model):
     if len(inputs) != 1:
         raise UnsupportedError("the model has {} inputs; edgecsp runs single-input models".format(len(inputs)))
     return inputs[0].name, shape(inputs[0]) or (), [(v.name, shape(v)) for v in graph.output]
+
+
+CONVOLUTIONS = ("Conv", "ConvTranspose")
+
+
+def decode_tail(model, convolutions=True):
+    """Names of the nodes between the last convolutions and the outputs of an ``onnx.ModelProto``: the decode a
+    family put in its graph (Ultralytics' DFL, box arithmetic and sigmoid; YOLOX's grid decode; a reshape or
+    sigmoid), kept in float by every INT8 build. With ``convolutions`` the convolutions that end the walk (the
+    head convolutions, Ultralytics' DFL) are included. Unnamed nodes are left out (they cannot be named in an
+    exclusion list)."""
+    producers = dict((out, node) for node in model.graph.node for out in node.output)
+    names, seen, stack = [], set(), [o.name for o in model.graph.output]
+    while stack:
+        node = producers.get(stack.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        is_convolution = node.op_type in CONVOLUTIONS
+        if node.name and (convolutions or not is_convolution):
+            names.append(node.name)
+        if not is_convolution:
+            stack.extend(node.input)
+    return names
 
 
 def check_onnx_meta(model, meta, where):

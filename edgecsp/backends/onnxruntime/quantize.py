@@ -14,17 +14,12 @@ import shutil
 from edgecsp._files import write_json
 from edgecsp._lazy import require
 from edgecsp.errors import InputError, UnsupportedError, VerificationError
+from edgecsp.onnxio import decode_tail
 
 log = logging.getLogger(__name__)
 
 METHOD = "onnxruntime.quantize_static/QDQ/MinMax"
 CACHE_SUFFIX = ".calibration-ranges.json"
-
-
-def output_nodes(model):
-    """Names of the nodes of an ``onnx.ModelProto`` that write a graph output (the final head convolutions)."""
-    outputs = set(o.name for o in model.graph.output)
-    return [node.name for node in model.graph.node if node.name and outputs.intersection(node.output)]
 
 
 def cache_path(out_path):
@@ -93,7 +88,7 @@ def build_int8(onnx_path, staged, meta, precision, calibration):
         reader = _Reader(calibration_set, meta.input_name or source.graph.input[0].name)
 
     prepared = _pre_process(str(onnx_path), os.path.join(staged.staging, ".prepared.onnx"))
-    keep = output_nodes(onnx.load(prepared, load_external_data=False))
+    keep = decode_tail(onnx.load(prepared, load_external_data=False))  # head convolutions and the decode after
     options = dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                    per_channel=True, reduce_range=False, calibrate_method=CalibrationMethod.MinMax,
                    nodes_to_exclude=keep)

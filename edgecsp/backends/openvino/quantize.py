@@ -75,26 +75,27 @@ def strided_slices(model):
     return count
 
 
-# ops between a head convolution and a model output that only reshape, split or activate its values, e.g.
-# PP-PicoDet's Conv -> Add -> VariadicSplit -> Sigmoid / Reshape -> Transpose -> output
-PASS_THROUGH = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Sigmoid", "Split", "VariadicSplit", "Convert")
+CONVOLUTIONS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData")
+NOT_OPS = ("Constant", "Parameter", "Result")
 
 
-def output_convolutions(model):
-    """Friendly names of the Convolution ops that produce the model outputs (through a bias Add and the
-    ``PASS_THROUGH`` ops), each once."""
-    names = []
-    for output in model.outputs:
-        node = output.get_node()
-        if node.get_type_name() == "Result":
-            node = node.input_value(0).get_node()
-        while node.get_type_name() in PASS_THROUGH:
-            node = node.input_value(0).get_node()
-        if node.get_type_name() == "Add":
-            node = next((v.get_node() for v in node.input_values() if v.get_node().get_type_name() == "Convolution"),
-                        node)
-        if node.get_type_name() == "Convolution" and node.get_friendly_name() not in names:
-            names.append(node.get_friendly_name())
+def decode_tail(model):
+    """Friendly names of the ops between the last convolutions and the outputs, and of those convolutions: the
+    head convolutions and whatever decode the family put in its graph after them (PP-PicoDet's split and
+    sigmoid, Ultralytics' DFL and box arithmetic, YOLOX's grid decode), kept in float (``edgecsp.onnxio.decode_tail``
+    does the same for ONNX graphs)."""
+    names, seen, stack = [], set(), [output.get_node() for output in model.outputs]
+    while stack:
+        node = stack.pop()
+        name = node.get_friendly_name()
+        if name in seen:
+            continue
+        seen.add(name)
+        kind = node.get_type_name()
+        if kind not in NOT_OPS:
+            names.append(name)
+        if kind not in CONVOLUTIONS:
+            stack.extend(value.get_node() for value in node.input_values())
     return names
 
 
@@ -128,14 +129,14 @@ def quantize_ir(model, meta, calibration, accuracy=None, keep_float=None, preset
     """``(INT8 openvino.Model, summary dict)`` for the float ``model`` (from ``convert_model``; not modified).
 
     ``calibration``: a verified ``CalibrationSet``; ``accuracy``: an ``AccuracyControl`` or None;
-    ``keep_float``: op names kept in float (default: ``output_convolutions``); ``preset``: a key of ``PRESETS``.
+    ``keep_float``: op names kept in float (default: ``decode_tail``); ``preset``: a key of ``PRESETS``.
     """
     ov = require("openvino", "INT8 quantization")
     nncf = require("nncf", "INT8 quantization of OpenVINO IR")
     preset = check_preset(preset)
     model = model.clone()
     rewritten = strided_slices(model)
-    keep = output_convolutions(model) if keep_float is None else list(keep_float)
+    keep = decode_tail(model) if keep_float is None else list(keep_float)
     options = dict(preset=getattr(nncf.QuantizationPreset, PRESETS[preset]), target_device=nncf.TargetDevice.CPU,
                    subset_size=len(calibration),  # batches: NNCF counts dataset items
                    ignored_scope=nncf.IgnoredScope(names=keep, validate=False) if keep else None)

@@ -27,7 +27,7 @@ from edgecsp.backends.tensorrt.trtexec import (TRTEXEC, format_command, int8_pro
 from edgecsp.calibration.config import SOURCE_HELP
 from edgecsp.calibration.provenance import provenance_path, reusable_cache
 from edgecsp.errors import InputError, UnsupportedError
-from edgecsp.onnxio import add_uint8_input, load_onnx, set_onnx_meta
+from edgecsp.onnxio import add_uint8_input, decode_tail, load_onnx, set_onnx_meta
 from edgecsp.targets import get_target
 
 BACKEND = "tensorrt"
@@ -198,10 +198,17 @@ def _write(path, text):
         handle.write(text)
 
 
-def _fp32_layers(model, findings, extra_tensors):
+def _fp32_layers(model, findings, extra_tensors, precision):
+    """The layers the device keeps in FP32: FP16 overflows, ``--fp32-tensor``s, and the decode a family put in
+    its graph after the head convolutions (with INT8, those convolutions too: what every INT8 build keeps float)."""
     producers = dict((out, node.name) for node in model.graph.node for out in node.output)
     layers = [{"tensor": f.tensor, "node": f.node, "why": "FP16 overflow: |x| up to {:.4g}".format(f.absmax)}
               for f in findings]
+    if precision != "fp32":
+        nodes = dict((node.name, node) for node in model.graph.node)
+        layers.extend({"tensor": nodes[name].output[0], "node": name, "why": "decode tail, kept in float"}
+                      for name in decode_tail(model, convolutions=precision == "int8")
+                      if nodes[name].output and nodes[name].output[0] not in set(l["tensor"] for l in layers))
     listed = set(layer["tensor"] for layer in layers)
     for tensor in extra_tensors:
         if tensor not in producers:
@@ -278,7 +285,7 @@ def write_bundle(onnx_path, out_dir, precision=None, target="tx2", **options):
             input_shape=input_shape, outputs=outputs, meta=meta.to_dict(), trt_version=list(target.trt_version),
             sm=target.sm, workspace_mib=opts.workspace_mib, max_batch=opts.max_batch, dla_core=dla_core,
             allow_slow_int8=bool(opts.allow_slow_int8),
-            fp32_layers=_fp32_layers(model, overflowing, opts.fp32_tensors), calibration=calibration,
+            fp32_layers=_fp32_layers(model, overflowing, opts.fp32_tensors, precision), calibration=calibration,
             fp16_check=fp16_record,
             lint={"matrix": matrix_key(target), "warnings": [str(f) for f in findings if f not in errors_of(findings)]},
             notes=notes, source_onnx=where, source_onnx_sha256=source_sha, edgecsp=__version__)

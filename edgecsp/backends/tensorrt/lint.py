@@ -13,10 +13,17 @@ from edgecsp.errors import UnsupportedError
 from edgecsp.targets import get_target, list_targets
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
+# onnx-tensorrt's operators.md of these releases: "Floating point inputs are only supported if `start`, `limit`,
+# and `delta` inputs are initializers" (Range; later releases dropped the restriction)
+FLOAT_RANGE_NEEDS_CONSTANTS = ("8.2",)
 # how to get rid of an operator a matrix lacks; the default names the targets whose TensorRT parses it
 OP_FIXES = {
     "NonZero": "remove data-dependent indexing (torch.nonzero, x[mask], boolean masks) from the model's forward; "
-               "edgecsp decodes and filters boxes in the runtime",
+               "an export with NMS in the graph has it (Ultralytics `export(nms=True)`): export without NMS "
+               "(`yolo export format=onnx opset=13`) and edgecsp decodes, filters and suppresses in the runtime",
+    "Mod": "end-to-end heads (YOLOv10, YOLO26 `end2end=True`) compute their top-k indices with Mod: export the "
+           "one-to-many head instead (Ultralytics `export(format='onnx', opset=13, end2end=False)`) and edgecsp "
+           "runs NMS in the runtime, or build for a target with TensorRT 8.6+",
     "Mish": "edgecsp decomposes Mish into Softplus/Tanh/Mul when it fits the graph; export at opset <= 17 "
             "(edgecsp.models' Mish is already decomposed)",
 }
@@ -82,6 +89,17 @@ def _walk(graph):
                     yield item
 
 
+def _float_tensors(onnx, model):
+    """Names of the floating-point tensors of ``model`` (ONNX shape inference; empty when it fails)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - inference is best effort; the lint stays on the other checks
+        return set()
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+    values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    return set(v.name for v in values if v.type.tensor_type.elem_type in floats)
+
+
 def _input_positions(onnx, op_type, opset, names):
     """{input name: position} for the ``names`` of ``op_type``'s schema at ``opset`` (unknown names skipped)."""
     try:
@@ -126,6 +144,7 @@ def lint_model(model, target):
                 opset, matrix["min_opset"], trt),
             "re-export with `edgecsp export --opset {}`".format(min(13, matrix["max_opset"]))))
     positions_cache = {}
+    float_types = None  # tensor names of floating-point type, from shape inference when a Range needs them
     for node, index, constants in _walk(model.graph):
         label, op = _node_label(node, index), node.op_type
         if op in matrix["warnings"]:
@@ -147,6 +166,16 @@ def lint_model(model, target):
             findings.append(LintFinding("error", label, op, "{} is not in {}'s operator list".format(op, trt),
                                         _unsupported_fix(op)))
             continue
+        if op == "Range" and key in FLOAT_RANGE_NEEDS_CONSTANTS and not all(x in constants for x in node.input):
+            if float_types is None:
+                float_types = _float_tensors(onnx, model)
+            if any(x in float_types for x in node.input):
+                findings.append(LintFinding(
+                    "error", label, op, "{} takes a floating-point Range only when start, limit and delta are "
+                    "initializers; these are computed at run time".format(trt),
+                    "export with a fixed input size (classic YOLOv5: `export.py` without --dynamic; Ultralytics: "
+                    "dynamic=False) so the grid folds into constants"))
+                continue
         wanted = matrix["constant_inputs"].get(op)
         if not wanted:
             continue

@@ -179,12 +179,15 @@ def test_fp16_overflow_layers_are_kept_in_fp32(tmp_path, images):
                        fp32_tensors=["conv"],
                        simplify=False)  # onnxsim would fold the Mul into the Conv
     manifest = read_bundle(out)
+    # the overflows, the decode after the head convolution (its Mul), then the tensor asked for
     assert [(l["tensor"], l["node"]) for l in manifest.fp32_layers] == [("scaled_up", "scale_up"),
-                                                                         ("scaled_relu", "relu"), ("conv", "head")]
+                                                                         ("scaled_relu", "relu"), ("p8", "scale_down"),
+                                                                         ("conv", "head")]
+    assert manifest.fp32_layers[2]["why"] == "decode tail, kept in float"
     report = json.load(open(os.path.join(out, "fp16_range.json")))
     assert [f["tensor"] for f in report["overflowing"]] == ["scaled_up", "scaled_relu"]
     commands = open(os.path.join(out, "build_on_device.sh")).read()
-    assert "--layerPrecisions=scale_up:fp32,relu:fp32,head:fp32" in commands
+    assert "--layerPrecisions=scale_up:fp32,relu:fp32,scale_down:fp32,head:fp32" in commands
     tx2 = write_bundle(path, str(tmp_path / "tx2"), "fp16", "tx2", calib=images, calib_count=3)
     assert "trtexec 8.2.1 cannot keep layers in FP32" in open(os.path.join(tx2, "build_on_device.sh")).read()
     with pytest.raises(InputError, match="--fp32-tensor nope is not a tensor"):

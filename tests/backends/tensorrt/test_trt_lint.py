@@ -97,3 +97,39 @@ def test_name_nodes_gives_unique_colon_free_names():
     assert name_nodes(model) == 2
     names = [n.name for n in model.graph.node]
     assert names == ["MaxPool_0", "Conv_1"] and name_nodes(model) == 0
+
+
+def _graph(nodes, inits, out="o"):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
+                                                                         [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_end_to_end_and_dynamic_exports_name_the_export_to_use_instead():
+    """What TensorRT 8.2 cannot parse in the families' exports: NonZero (Ultralytics nms=True), Mod (YOLOv10 /
+    YOLO26 end-to-end top-k), a float Range computed at run time (classic YOLOv5 --dynamic grids)."""
+    from onnx import TensorProto, helper
+
+    grid = _graph([helper.make_node("Shape", ["images"], ["s"]),
+                   helper.make_node("Gather", ["s", "i"], ["h"], axis=0),
+                   helper.make_node("Cast", ["h"], ["hf"], to=TensorProto.FLOAT),
+                   helper.make_node("Range", ["zero", "hf", "one"], ["o"], name="grid_range")],
+                  [helper.make_tensor("i", TensorProto.INT64, [], [2]), helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+                   helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])])
+    (error,) = errors_of(lint_model(grid, "tx2"))
+    assert "floating-point Range" in str(error) and "without --dynamic" in error.fix
+    assert lint_model(grid, "orin") == []  # TensorRT 8.5 dropped the restriction
+    constant = _graph([helper.make_node("Range", ["zero", "ten", "one"], ["o"], name="r")],
+                      [helper.make_tensor(n, TensorProto.FLOAT, [], [v]) for n, v in (("zero", 0.0), ("ten", 10.0),
+                                                                                     ("one", 1.0))])
+    assert lint_model(constant, "tx2") == []
+    topk = _graph([helper.make_node("Mod", ["images", "seven"], ["o"], name="topk_index", fmod=1)],
+                  [helper.make_tensor("seven", TensorProto.FLOAT, [], [7.0])])
+    (error,) = errors_of(lint_model(topk, "tx2"))
+    assert "end2end=False" in error.fix and errors_of(lint_model(topk, "nano"))
+    assert lint_model(topk, "x86-cuda") == []
+    (error,) = errors_of(lint_model(trt_models.nonzero_model(), "tx2"))
+    assert "nms=True" in error.fix
