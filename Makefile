@@ -23,6 +23,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps rapid-layout==1.2.1 omegaconf==2.3.0 \
 		antlr4-python3-runtime==4.9.3 colorlog==6.9.0 requests==2.32.3 charset-normalizer==3.4.1 idna==3.10 \
 		certifi==2025.1.31 tqdm==4.67.1
+	# YOLOX's own export and post-processing (compiles a small C++ extension against torch: needs g++)
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation yolox==0.3.0 loguru==0.7.3 \
+		thop==0.1.1.post2209072238
 	touch $@
 
 demo: venv

@@ -96,6 +96,12 @@ class YoloRaw(Layout):
     def params_from_format_1(self, document, old_name):
         return {"heads": document.get("heads"), "activated": document.get("activated", False)}
 
+    def deepstream_problem(self, meta):
+        if meta.params.dims == NAHWC:  # YOLOv7's raw Detect: its own --grid export decodes in the graph
+            return ("its 5-D YOLOv7 heads have no in-graph decode here: export YOLOv7 with `export.py --grid` "
+                    "(layout anchor_decoded) or run it with edgecsp infer")
+        return super(YoloRaw, self).deepstream_problem(meta)
+
     def make_params(self, checked):
         return YoloParams([HeadMeta(**h) for h in checked["heads"]], checked["activated"], checked["dims"])
 
