@@ -256,10 +256,10 @@ def test_export_recognises_the_files_with_no_layout_option(described, name, layo
 @pytest.mark.fixtures
 @pytest.mark.onnx
 @pytest.mark.parametrize("names,message", [
-    (None, "does not say its class names: pass --names FILE"),
     (NAMES[:79], "'cls_s8' is shaped (1, 80, 40, 40) but its dist_points metadata (79 classes"),
 ])
 def test_export_refusals_are_one_line(tmp_path, capsys, names, message):
+    """Names that do not fit the class maps are refused (without --names the maps say 80 classes: see below)."""
     from edgecsp.cli import main
 
     argv = ["export", "--onnx", os.path.join(FIXTURE, RAW), "-o", str(tmp_path / "x.onnx")]
@@ -362,3 +362,21 @@ def test_build_cpu_ort_and_infer_a_jpg(described, tmp_path, capsys, name, source
     assert [d["class_id"] for d in found] == rows[:, 5].astype(int).tolist()
     assert np.abs(np.array([d["box"] for d in found]) - rows[:, :4]).max() <= BOX_TOL
     assert np.abs(np.array([d["score"] for d in found]) - rows[:, 4]).max() <= SCORE_TOL
+
+
+@pytest.mark.fixtures
+@pytest.mark.onnx
+def test_without_names_the_class_maps_say_how_many_classes(tmp_path, capsys):
+    from edgecsp.backends import read_artefact_meta
+    from edgecsp.cli import main
+
+    for model, code in ((RAW, 0), (MMDEPLOY, 3)):  # mmdeploy's rows do not say how many classes there are
+        out = tmp_path / (model + ".x.onnx")
+        assert main(["export", "--onnx", os.path.join(FIXTURE, model), "-o", str(out)]) == code
+        captured = capsys.readouterr()
+        if code == 0:
+            meta = read_artefact_meta(str(out))
+            assert meta.names == ["class{}".format(i) for i in range(80)]
+            assert "no class names in the file: 80 classes named class0..class79" in captured.out
+        else:
+            assert "does not say its class names: pass --names FILE" in captured.err and not out.exists()

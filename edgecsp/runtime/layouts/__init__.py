@@ -128,6 +128,24 @@ class Layout(object):
         of N :class:`Decoded`. Default: the dense decode, rows filtered."""
         return [keep_passing(d, conf) for d in self.decode(outputs, meta, batch)]
 
+    # -- examples for the registry's tests ----------------------------------------------------------------------
+    def example(self):
+        """A small consistent model of this layout: ``{"input_size": (H, W), "classes": C, "params": {...}}``
+        (params in JSON form); ``tests/runtime/test_layout_registry.py`` runs every layout's example."""
+        raise NotImplementedError("layout {} has no example(): add one for the registry's tests".format(self.name))
+
+    def sample(self, meta, rng, batch):
+        """Outputs of ``batch`` images that this layout's decode takes (default: uniform values in [0, 1) shaped
+        as ``output_shape``, 20 rows where the size is free); layouts whose values have meaning (class columns,
+        batch indices) override it."""
+        arrays = []
+        for index in range(self.output_count(meta)):
+            shape = self.output_shape(meta, index)
+            dims = [batch if axis == 0 and self.batch_first(meta) else (20 if d is None else d)
+                    for axis, d in enumerate(shape)]
+            arrays.append(rng.random_sample(dims).astype(np.float32))
+        return arrays
+
     # -- import --------------------------------------------------------------------------------------------------
     def recognise(self, outputs, producer):
         """A :class:`Recognised` when ``outputs`` (``[(name, shape)]`` of an ONNX, None for a dynamic size) and

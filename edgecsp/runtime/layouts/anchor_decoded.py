@@ -68,6 +68,9 @@ class AnchorDecoded(Layout):
     export_options = ()  # `--layout anchor_decoded` alone: M is read from the output's shape (--param rows=M)
 
     # -- interface ---------------------------------------------------------------------------------------------
+    def example(self):
+        return {"input_size": (64, 64), "classes": 3, "params": {"rows": None}}
+
     def output_shape(self, meta, index):
         return (None, self.row_count(meta), 5 + meta.num_classes)
 

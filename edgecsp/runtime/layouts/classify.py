@@ -13,6 +13,9 @@ class Classify(Layout):
     fields = (Field("probabilities", flag(), default=False),)  # softmax already applied
     legacy_names = ("logits", "probs")
 
+    def example(self):
+        return {"input_size": (64, 64), "classes": 4, "params": {"probabilities": False}}
+
     def params_from_format_1(self, document, old_name):
         return {"probabilities": old_name == "probs"}
 

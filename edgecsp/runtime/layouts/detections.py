@@ -34,6 +34,23 @@ class Detections(Layout):
     deepstream_parser = "NvDsInferParseYolo"  # DeepStream-Yolo, (N, M, 6) x1,y1,x2,y2,score,class (since DS 7.1)
     legacy_names = ("yolo_decoded",)
 
+    def example(self):
+        return {"input_size": (64, 64), "classes": 3, "params": {"columns": YOLOV7_END2END, "nms_applied": True,
+                                                                 "rows": None}}
+
+    def sample(self, meta, rng, batch):
+        columns = meta.params["columns"]
+        rows = meta.params["rows"] or 20
+        count = rows if self._batched(meta) else rows * batch
+        values = {"score": rng.random_sample(count), "class": rng.randint(0, meta.num_classes, count),
+                  "batch": np.repeat(np.arange(batch), count // batch if not self._batched(meta) else 1)[:count]}
+        corner = rng.random_sample((count, 2)) * 40
+        size = rng.random_sample((count, 2)) * 20 + 1
+        values.update(x1=corner[:, 0], y1=corner[:, 1], x2=corner[:, 0] + size[:, 0], y2=corner[:, 1] + size[:, 1],
+                      cx=corner[:, 0], cy=corner[:, 1], w=size[:, 0], h=size[:, 1])
+        table = np.stack([values[c] for c in columns], axis=1).astype(np.float32)
+        return [np.stack([table] * batch) if self._batched(meta) else table]
+
     def params_from_format_1(self, document, old_name):
         extra = document.get("extra") if isinstance(document.get("extra"), dict) else {}
         decoded = extra.get("decode_in_graph") if isinstance(extra.get("decode_in_graph"), dict) else {}

@@ -20,6 +20,16 @@ class DetsLabels(Layout):
     writers = "mmdeploy end2end ONNX (dets (N, K, 5) x1,y1,x2,y2,score + labels (N, K)), e.g. RTMDet"
     fields = (Field("rows", optional(integer(1, 1 << 30))),)  # K when the model always writes that many rows
 
+    def example(self):
+        return {"input_size": (64, 64), "classes": 3, "params": {"rows": 10}}
+
+    def sample(self, meta, rng, batch):
+        corner = rng.random_sample((batch, 10, 2)) * 40
+        dets = np.concatenate([corner, corner + rng.random_sample((batch, 10, 2)) * 20 + 1,
+                               rng.random_sample((batch, 10, 1))], axis=2).astype(np.float32)
+        dets[:, -1, :] = 0.0  # mmdeploy's padding row
+        return [dets, rng.randint(0, meta.num_classes, (batch, 10)).astype(np.int64)]
+
     def output_count(self, meta):
         return 2
 

@@ -53,6 +53,11 @@ class DistPoints(Layout):
     )
     export_options = ("strides", "activated")
 
+    def example(self):
+        return {"input_size": (64, 96), "classes": 3, "params": {
+            "levels": [{"stride": 8, "cls": 0, "box": 2}, {"stride": 16, "cls": 1, "box": 3}],
+            "offset": 0.0, "activated": False, "clip": True, "distances": PIXELS}}
+
     def problems(self, meta):
         levels = meta.params["levels"]
         found = []

@@ -47,6 +47,10 @@ class Gfl(Layout):
     )
     export_options = ("strides",)
 
+    def example(self):
+        return {"input_size": (64, 96), "classes": 3, "params": {"strides": [8, 16, 32], "reg_max": 7,
+                                                                 "scores_activated": True, "point_offset": 0.5}}
+
     def problems(self, meta):
         strides = meta.params["strides"]
         found = []

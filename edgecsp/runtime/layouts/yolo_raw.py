@@ -93,6 +93,12 @@ class YoloRaw(Layout):
     legacy_names = ("yolo_raw",)
     graph_decode = True
 
+    def example(self):
+        return {"input_size": (64, 96), "classes": 3, "params": {"heads": [
+            {"stride": 16, "anchors": [[10, 14], [23, 27]], "scale_x_y": 1.05, "new_coords": False},
+            {"stride": 32, "anchors": [[37, 58]], "scale_x_y": 2.0, "new_coords": True}],
+            "activated": False, "dims": NCHW}}
+
     def params_from_format_1(self, document, old_name):
         return {"heads": document.get("heads"), "activated": document.get("activated", False)}
 

@@ -57,6 +57,9 @@ class YoloxRaw(AnchorDecoded):
     fields = (Field("strides", list_of(integer(1, MAX_SIDE), 1, 8), default=list(LEVELS_P5)),)
     export_options = ("strides",)
 
+    def example(self):
+        return {"input_size": (64, 96), "classes": 3, "params": {"strides": [8, 16, 32]}}
+
     def problems(self, meta):
         side = max(meta.input_size)
         return ["strides[{}] {} is larger than the input ({}x{})".format(i, s, *meta.input_size)
