@@ -23,6 +23,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps rapid-layout==1.2.1 omegaconf==2.3.0 pyyaml==6.0.4 \
 		antlr4-python3-runtime==4.9.3 colorlog==6.9.0 requests==2.32.3 charset-normalizer==3.4.1 idna==3.10 \
 		certifi==2025.1.31 tqdm==4.67.1
+	# Ultralytics (AGPL-3.0: a test tool only) reads torchvision's version at import; PyPI's torchvision does not
+	# import beside the CPU torch, and the tests never import it (Ultralytics' NMS has a torch fallback)
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps ultralytics==8.4.190 torchvision==0.28.0
 	# YOLOX's own export and post-processing (compiles a small C++ extension against torch: needs g++)
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation yolox==0.3.0 loguru==0.7.3 \
 		thop==0.1.1.post2209072238

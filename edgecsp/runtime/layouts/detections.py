@@ -129,14 +129,30 @@ class Detections(Layout):
         return [keep_passing(d, conf) for d in self.decode(outputs, meta, batch)]
 
     def recognise(self, outputs, producer):
+        """YOLOv7 --end2end's (K, 7); Ultralytics' end-to-end exports by their metadata (``export(nms=True)``:
+        ``args`` with ``nms: True``, zero rows as padding; YOLOv10/YOLO26 with ``nms=False``: ``end2end: True``,
+        the one-to-one head's top ``max_det``), both (N, max_det, 6) x1 y1 x2 y2 score class; without a producer's
+        word, a (N, K <= 1000, 6) output."""
+        from edgecsp.runtime.layouts.anchor_free import (ULTRALYTICS_NMS, ULTRALYTICS_PREPROCESS, is_ultralytics,
+                                                         ultralytics_detector, ultralytics_end_to_end,
+                                                         ultralytics_model_name)
+
         if len(outputs) != 1 or outputs[0][1] is None:
             return None
         name, shape = outputs[0]
         if len(shape) == 2 and shape[1] == 7:  # YOLOv7 --end2end for ONNX Runtime: (K, 7), K dynamic
             return Recognised({"columns": YOLOV7_END2END, "nms_applied": True, "rows": None}, [name],
                               family="YOLOv7 --end2end (ONNX Runtime)")
-        end_to_end = str(producer.get("end2end", "")).lower() == "true" or "'nms': True" in str(producer.get("args", ""))
-        if len(shape) == 3 and shape[2] == 6 and (end_to_end or (shape[1] is not None and shape[1] <= 1000)):
+        if len(shape) != 3 or shape[2] != 6:
+            return None
+        if is_ultralytics(producer):  # its word decides: not end-to-end is layout anchor_free's
+            if not ultralytics_detector(producer) or not ultralytics_end_to_end(producer):
+                return None
+            how = "end-to-end" if str(producer.get("end2end", "")).strip().lower() == "true" else "export(nms=True)"
+            return Recognised({"columns": DEFAULT_COLUMNS, "nms_applied": True, "rows": shape[1]}, [name],
+                              preprocess=dict(ULTRALYTICS_PREPROCESS), nms=dict(ULTRALYTICS_NMS),
+                              family="{} {} (detect)".format(ultralytics_model_name(producer), how))
+        if shape[1] is not None and shape[1] <= 1000:
             return Recognised({"columns": DEFAULT_COLUMNS, "nms_applied": True, "rows": shape[1]}, [name],
                               family="end-to-end detections")
         return None
