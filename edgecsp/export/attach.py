@@ -82,11 +82,27 @@ def names_from_producer(text):
     return None
 
 
+def producer_input_size(model):
+    """(H, W) from the producer's ``imgsz`` property (Ultralytics writes ``[640, 640]``), or None."""
+    text = dict((p.key, p.value) for p in model.metadata_props).get("imgsz")
+    try:
+        value = ast.literal_eval(text) if text and len(text) < 64 else None
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 8192 for v in value)
+    return tuple(value) if ok else None
+
+
 def _input(model, where, input_size):
     name, shape, outputs = onnx_interface(model)
     if len(shape) != 4 or shape[1] not in (None, 3):
         raise UnsupportedError("{}'s input {!r} is shaped {}: edgecsp runs models with one NCHW 3-channel image "
                                "input".format(where, name, list(shape)))
+    if not input_size and None in shape[2:]:  # a dynamic export: the size its producer says it was made for
+        input_size = producer_input_size(model)
     height, width = input_size or shape[2:]
     if not height or not width:
         raise InputError("{}'s input size is dynamic: pass --input-size HxW (the size it was trained or exported "

@@ -65,3 +65,18 @@ def test_attach_needs_names_and_anchors(bare_onnx, capsys):
     assert main(["export", "--onnx", bare_onnx[0]]) == 3  # raw heads without anchors: not recognisable
     err = capsys.readouterr().err
     assert "cannot tell the output layout" in err and "--layout" in err and "yolo_raw (--anchors" in err
+
+
+def test_a_dynamic_export_takes_the_size_its_producer_wrote():
+    """Ultralytics writes imgsz: a dynamic export (dynamic=True) is imported at that size without --input-size."""
+    from onnx import helper
+
+    from edgecsp.export.attach import producer_input_size
+
+    model = helper.make_model(helper.make_graph([], "g", [], []))
+    for text, want in (("[640, 480]", (640, 480)), ("320", (320, 320)), ("[0, 640]", None), ("'x'", None),
+                       ("[" * 100, None), ("__import__('os')", None), (None, None)):
+        del model.metadata_props[:]
+        if text is not None:
+            helper.set_model_props(model, {"imgsz": text})
+        assert producer_input_size(model) == want, text

@@ -21,6 +21,17 @@ DEFAULT_COLUMNS = list(XYXY) + ["score", "class"]
 YOLOV7_END2END = ["batch"] + list(XYXY) + ["class", "score"]
 
 
+def _grid_rows(rows, input_size):
+    """Whether ``rows`` is one or three rows per cell of strides 8-32 (8-64) at ``input_size``: a decoded
+    one-class YOLOv5/YOLOX output (N, M, 6), not end-to-end detections."""
+    from edgecsp.runtime.layouts.anchor_decoded import level_cells
+
+    if not input_size:
+        return False
+    cells = [level_cells(input_size, strides) for strides in ((8, 16, 32), (8, 16, 32, 64))]
+    return any(rows in (c, 3 * c) for c in cells)
+
+
 class Detections(Layout):
     name = "detections"
     writers = ("Ultralytics export(nms=True), YOLOv10/YOLO26 end-to-end, YOLOv7 --end2end (ONNX Runtime), "
@@ -152,7 +163,7 @@ class Detections(Layout):
             return Recognised({"columns": DEFAULT_COLUMNS, "nms_applied": True, "rows": shape[1]}, [name],
                               preprocess=dict(ULTRALYTICS_PREPROCESS), nms=dict(ULTRALYTICS_NMS),
                               family="{} {} (detect)".format(ultralytics_model_name(producer), how))
-        if shape[1] is not None and shape[1] <= 1000:
+        if shape[1] is not None and shape[1] <= 1000 and not _grid_rows(shape[1], producer.get("input_size")):
             return Recognised({"columns": DEFAULT_COLUMNS, "nms_applied": True, "rows": shape[1]}, [name],
                               family="end-to-end detections")
         return None
