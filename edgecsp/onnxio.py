@@ -153,7 +153,7 @@ def input_form_of(value, default="uint8"):
 
 def add_uint8_input(model, meta):
     """Make ``model`` (an onnx.ModelProto taking the runtime's float NCHW batch) take the letterboxed uint8 NHWC
-    BGR frames: a Cast -> Gather (BGR -> RGB, when the model wants RGB) -> Transpose -> Mul(scale) [-> Sub(mean) ->
+    BGR frames: a Cast -> Gather (BGR -> RGB, when the model wants RGB) -> Transpose -> Div(1/scale) or Mul(scale) [-> Sub(mean) ->
     Div(std)] prefix in front of its input, computing exactly what ``edgecsp.runtime.preprocess`` does. In place; returns the model."""
     onnx = require("onnx", "adding the uint8 input to ONNX models")
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
@@ -189,8 +189,11 @@ def add_uint8_input(model, meta):
                                   name="edgecsp_uint8_nchw"))
     current = name + "_nchw"
     scaled = name + "_scaled" if meta.normalized else inner
-    extra.append(numpy_helper.from_array(np.array(meta.scale, np.float32), name + "_scale"))
-    nodes.append(helper.make_node("Mul", [current, name + "_scale"], [scaled], name="edgecsp_uint8_scale"))
+    divisor = meta.scale_divisor  # divide or multiply exactly as the runtime's preprocess does
+    extra.append(numpy_helper.from_array(np.array(meta.scale if divisor is None else divisor, np.float32),
+                                         name + "_scale"))
+    nodes.append(helper.make_node("Mul" if divisor is None else "Div", [current, name + "_scale"], [scaled],
+                                  name="edgecsp_uint8_scale"))
     if meta.normalized:  # (x - mean) / std per channel, as the runtime computes it
         extra.append(numpy_helper.from_array(np.array(meta.mean, np.float32).reshape(1, 3, 1, 1), name + "_mean"))
         extra.append(numpy_helper.from_array(np.array(meta.std, np.float32).reshape(1, 3, 1, 1), name + "_std"))

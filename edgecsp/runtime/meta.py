@@ -63,6 +63,15 @@ class ModelMeta(NamedTuple):
         return get_layout(self.layout)
 
     @property
+    def scale_divisor(self):
+        """``1 / scale`` when it is a whole number (255 for pixel / 255): the input is then divided by it, as the
+        families' own code does (Ultralytics, YOLOv5/v7, darknet), so the float32 input is bit-identical to
+        theirs; None when ``scale`` multiplies."""
+        divisor = 1.0 / float(self.scale)
+        whole = round(divisor)
+        return float(whole) if 1 <= whole <= 65535 and abs(divisor - whole) <= 1e-6 * whole else None
+
+    @property
     def normalized(self):
         """Whether the input has a mean or std beyond the scale."""
         return tuple(self.mean) != (0.0, 0.0, 0.0) or tuple(self.std) != (1.0, 1.0, 1.0)

@@ -211,9 +211,12 @@ def preprocess(frames_bgr, meta, buffers=None):
         batch = batch[..., ::-1]
     # One pass that converts, reorders to NCHW and makes the memory contiguous (what runtimes bind directly).
     out = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
-    scale = float(meta.scale)
-    if scale != 1.0:
-        out *= np.float32(scale)
+    divisor = meta.scale_divisor
+    if divisor is not None:  # pixel / 255, bit for bit what the families compute
+        if divisor != 1.0:
+            out /= np.float32(divisor)
+    else:
+        out *= np.float32(meta.scale)
     if meta.normalized:  # (pixel * scale - mean) / std per channel (RTMDet, PP models): multiply by 1 / std
         out -= np.asarray(meta.mean, np.float32).reshape(1, 3, 1, 1)
         out /= np.asarray(meta.std, np.float32).reshape(1, 3, 1, 1)

@@ -84,7 +84,11 @@ def uint8_input(ov, model, meta):
     steps = port.preprocess().convert_element_type(ov.Type.f32)
     if str(meta.channel_order).upper() == "RGB":
         steps.convert_color(ColorFormat.RGB)
-    if float(meta.scale) != 1.0:  # multiply, as the runtime does (scale() would divide: 1 ulp apart)
+    divisor = meta.scale_divisor  # divide or multiply exactly as the runtime's preprocess does
+    if divisor is not None:
+        if divisor != 1.0:
+            steps.scale(divisor)  # divides
+    else:
         import numpy as np
         import openvino.opset8 as ops
 
