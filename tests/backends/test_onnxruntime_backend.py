@@ -10,7 +10,7 @@ import pytest
 from edgecsp.backends import get_backend, open_runner, read_artefact_meta
 from edgecsp.errors import InputError, MetadataError, UnsupportedError
 from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
-from edgecsp.runtime.meta import META_KEY, ModelMeta
+from edgecsp.runtime.meta import META_KEY
 
 pytestmark = [pytest.mark.onnxruntime, pytest.mark.onnx]
 

@@ -11,7 +11,6 @@ from edgecsp.calibration import CalibrationConfig, CalibrationSet, select_sample
 from edgecsp.calibration.config import int8_options
 from edgecsp.errors import InputError
 from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
-from edgecsp.runtime.meta import ModelMeta
 from edgecsp.runtime.preprocess import preprocess
 
 pytestmark = [pytest.mark.opencv]

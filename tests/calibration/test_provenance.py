@@ -10,7 +10,6 @@ from edgecsp.calibration import CalibrationConfig, CalibrationSet, check_reuse, 
 from edgecsp.calibration.provenance import reusable_cache
 from edgecsp.errors import InputError
 from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
-from edgecsp.runtime.meta import ModelMeta
 
 pytestmark = [pytest.mark.opencv]
 

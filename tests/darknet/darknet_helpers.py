@@ -5,8 +5,6 @@ Imported by the test files next to it (pytest collects only test_*.py).
 import os
 import re
 
-import numpy as np
-
 from tests.gates import SHARED_FIXTURES, needs, needs_import
 
 DARKNET_FIXTURES = os.path.join(SHARED_FIXTURES, "darknet")

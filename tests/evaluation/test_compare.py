@@ -8,7 +8,7 @@ from edgecsp.cli import main
 from edgecsp.errors import InputError
 from edgecsp.evaluation.compare import compare_artefacts
 from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
-from edgecsp.runtime.meta import META_KEY, ModelMeta
+from edgecsp.runtime.meta import META_KEY
 
 pytestmark = [pytest.mark.onnx, pytest.mark.onnxruntime]
 

@@ -1,5 +1,4 @@
 """Every registered model exports to ONNX (opset 13, simplified) and matches ONNX Runtime."""
-import numpy as np
 import pytest
 
 from tests.gates import optional

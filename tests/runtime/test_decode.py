@@ -8,7 +8,6 @@ from edgecsp.runtime import decode as decode_mod
 from edgecsp.runtime.decode import sigmoid
 from edgecsp.runtime.layouts.yolo_raw import decode_head, decode_yolo
 from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
-from edgecsp.runtime.meta import ModelMeta
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import letterbox
 

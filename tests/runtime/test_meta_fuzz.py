@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from edgecsp.errors import EdgeCSPError, InputError, MetadataError
+from edgecsp.errors import InputError, MetadataError
 from edgecsp.runtime.meta import ModelMeta, check_interface
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import preprocess

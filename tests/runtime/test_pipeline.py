@@ -12,7 +12,6 @@ import pytest
 from edgecsp.backends.base import InferHandle
 from edgecsp.errors import InputError
 from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
-from edgecsp.runtime.meta import ModelMeta
 from edgecsp.runtime.pipeline import DetectOptions, frames_in_memory, run_pipeline
 from edgecsp.runtime.sinks import JsonlSink, Sink, VideoSink, sink_for, stream_path
 from edgecsp.runtime.sources import Frame, Source

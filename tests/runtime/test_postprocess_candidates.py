@@ -6,7 +6,6 @@ import pytest
 from edgecsp.runtime.decode import sigmoid
 from edgecsp.runtime.layouts.yolo_raw import decode_candidates, decode_yolo, objectness_floor
 from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
-from edgecsp.runtime.meta import ModelMeta
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import LetterboxInfo
 

@@ -3,7 +3,6 @@ import pytest
 
 from edgecsp.errors import InputError, MetadataError
 from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
-from edgecsp.runtime.meta import ModelMeta
 from edgecsp.runtime.preprocess import letterbox, preprocess, resize_plain, scale_boxes_back
 
 

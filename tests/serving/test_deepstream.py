@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from edgecsp.cli import main
-from edgecsp.backends import read_artefact_meta as read_meta
-from edgecsp.errors import InputError, MetadataError
+from edgecsp.errors import InputError
 
 pytestmark = [pytest.mark.torch, pytest.mark.onnx, pytest.mark.onnxruntime]
 

@@ -92,7 +92,7 @@ def test_hostile_requests_then_normal_ones_on_the_same_server(served, demo_ir):
     the local runner's outputs, by the same server process."""
     import grpc
     import tritonclient.grpc as grpcclient
-    from tritonclient.grpc import service_pb2, service_pb2_grpc
+    from tritonclient.grpc import service_pb2_grpc
 
     from edgecsp.backends import open_runner
 

@@ -204,6 +204,18 @@ def check_array(array, meta, layout, index):
     return array if array.dtype == np.float32 else array.astype(np.float32)
 
 
+def checked_outputs(outputs, meta, layout):
+    """``outputs`` as the list of float32 arrays ``layout`` takes for ``meta`` (``as_outputs`` and ``check_array``
+    on each), all of one batch; MetadataError otherwise."""
+    arrays = as_outputs(outputs, meta, layout.output_count(meta))
+    arrays = [check_array(array, meta, layout, index) for index, array in enumerate(arrays)]
+    for index, array in enumerate(arrays):
+        if layout.batch_first(meta) and array.shape[0] != arrays[0].shape[0]:
+            raise MetadataError("output {} has batch {} but output 0 has batch {}: the outputs do not come from "
+                                "one inference".format(index, array.shape[0], arrays[0].shape[0]))
+    return arrays
+
+
 # -- the registry ------------------------------------------------------------------------------------------------
 _REGISTRY = {}  # type: Dict[str, Layout]
 _ORDER = []  # type: List[Layout]

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgecsp.errors import InputError, MetadataError
 from edgecsp.runtime.decode import cell_grid, sigmoid
-from edgecsp.runtime.layouts import Decoded, Layout, Recognised, as_outputs, check_array, keep_passing
+from edgecsp.runtime.layouts import Decoded, Layout, Recognised, checked_outputs, keep_passing
 from edgecsp.runtime.layouts.yolo_raw import objectness_floor
 from edgecsp.runtime.schema import Field, flag, integer, list_of, number, one_of, record
 
@@ -104,19 +104,13 @@ class DistPoints(Layout):
 
     # -- decoding ----------------------------------------------------------------------------------------------
     def _arrays(self, outputs, meta):
-        arrays = as_outputs(outputs, meta, self.output_count(meta))
-        arrays = [check_array(a, meta, self, i) for i, a in enumerate(arrays)]
-        batch = arrays[0].shape[0]
-        for index, array in enumerate(arrays):
-            if array.shape[0] != batch:
-                raise MetadataError("output {} has batch {} but output 0 has batch {}: the outputs do not come "
-                                    "from one inference".format(index, array.shape[0], batch))
+        arrays = checked_outputs(outputs, meta, self)
         for lv in meta.params["levels"]:
             if arrays[lv["cls"]].shape[2:] != arrays[lv["box"]].shape[2:]:
                 raise MetadataError("the stride-{} class map is {}x{} but its distance map {}x{}: the levels in the "
                                     "metadata do not match the model; re-export it".format(
                                         lv["stride"], *(arrays[lv["cls"]].shape[2:] + arrays[lv["box"]].shape[2:])))
-        return arrays, batch
+        return arrays, arrays[0].shape[0]
 
     def decode(self, outputs, meta, batch=None):
         arrays, n = self._arrays(outputs, meta)

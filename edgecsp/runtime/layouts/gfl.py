@@ -19,9 +19,9 @@ from typing import List
 
 import numpy as np
 
-from edgecsp.errors import InputError, MetadataError
+from edgecsp.errors import InputError
 from edgecsp.runtime.decode import sigmoid
-from edgecsp.runtime.layouts import Decoded, Layout, Recognised, as_outputs, check_array, keep_passing
+from edgecsp.runtime.layouts import Decoded, Layout, Recognised, checked_outputs, keep_passing
 from edgecsp.runtime.schema import Field, flag, integer, list_of, number
 
 MAX_STRIDE = 1024
@@ -227,14 +227,7 @@ def _character_names(text):
 def _levels(outputs, meta, layout):
     """``[(stride, scores (N, HW, C), distributions (N, HW, 4 * (reg_max + 1)))]`` per level, checked."""
     strides = meta.params["strides"]
-    arrays = as_outputs(outputs, meta, 2 * len(strides))
-    batch = None
-    for index, array in enumerate(arrays):
-        arrays[index] = array = check_array(array, meta, layout, index)
-        if batch is not None and array.shape[0] != batch:
-            raise MetadataError("output {} has batch {} but output 0 has batch {}: the outputs do not come from "
-                                "one inference".format(index, array.shape[0], batch))
-        batch = array.shape[0]
+    arrays = checked_outputs(outputs, meta, layout)
     return [(stride, arrays[k], arrays[len(strides) + k]) for k, stride in enumerate(strides)]
 
 

@@ -25,9 +25,9 @@ from typing import List, NamedTuple, Tuple
 
 import numpy as np
 
-from edgecsp.errors import InputError, MetadataError
+from edgecsp.errors import InputError
 from edgecsp.runtime.decode import EXP_CLIP, cell_grid, sigmoid
-from edgecsp.runtime.layouts import Decoded, Layout, Recognised, as_outputs
+from edgecsp.runtime.layouts import Decoded, Layout, Recognised, checked_outputs
 from edgecsp.runtime.schema import Field, flag, integer, list_of, number, one_of, record
 
 MAX_SIDE = 8192
@@ -273,18 +273,7 @@ def decode_head(output, head, num_classes, activated=False, dims=NCHW):
 
 
 def _checked(outputs, meta):
-    from edgecsp.runtime.layouts import check_array
-
-    layout = YoloRaw()
-    arrays = as_outputs(outputs, meta, len(meta.params.heads))
-    batch = None
-    for index, array in enumerate(arrays):
-        arrays[index] = array = check_array(array, meta, layout, index)
-        if batch is not None and array.shape[0] != batch:
-            raise MetadataError("output {} has batch {} but output 0 has batch {}: the outputs do not come from "
-                                "one inference".format(index, array.shape[0], batch))
-        batch = array.shape[0]
-    return arrays
+    return checked_outputs(outputs, meta, YoloRaw())
 
 
 def decode_yolo(outputs, meta):

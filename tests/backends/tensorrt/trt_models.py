@@ -3,7 +3,7 @@ cases the lint and the FP16 check must catch."""
 import numpy as np
 
 from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
-from edgecsp.runtime.meta import META_KEY, ModelMeta
+from edgecsp.runtime.meta import META_KEY
 
 SIZE = 32
 NAMES = ["cat", "dog"]
