@@ -271,6 +271,7 @@ def test_fuzz_manifests_load_or_fail_in_one_line(case):
 @fuzz_settings()
 @example(("record", dict(RECORD, cache={"file": "../../etc/passwd", "sha256": "d" * 64})))
 @example(("record", dict(RECORD, version="2")))
+@example(("record", dict(RECORD, preprocessing=dict(RECORD["preprocessing"], input_size="\x1b"))))  # found by a run
 @example(("card", dict(CARD, weights="../../../etc/passwd")))
 @example(("card", dict(CARD, kwargs={"not an identifier": 1})))
 def test_fuzz_calibration_records_and_model_cards_load_or_fail_in_one_line(tmp_path_factory, case):
