@@ -144,7 +144,10 @@ def write_failure(exc, folder, path=None):
         return InputError("cannot write {}: {} ({}): {}".format(
             what, exc.strerror or os.strerror(exc.errno), errno.errorcode.get(exc.errno, exc.errno),
             _WRITE_FIXES[exc.errno]))
-    free = _free_bytes(folder) if isinstance(exc, Exception) else None
+    # the libraries that hide the errno raise RuntimeError (OpenVINO, onnx) or cv2.error; a bug of another type
+    # keeps its traceback even on a full disk
+    hidden = isinstance(exc, (RuntimeError, IOError)) or type(exc).__name__ == "error"
+    free = _free_bytes(folder) if hidden else None
     if free is not None and free < LOW_SPACE_BYTES:
         return InputError("cannot write {}: the file system is full ({} bytes free; the writer failed with {}): "
                           "{}".format(what, free, type(exc).__name__, _WRITE_FIXES[errno.ENOSPC]))
@@ -318,13 +321,17 @@ class Staged(object):
                 old = None
             try:
                 os.rename(self.staging, path)
-                return
             except OSError as exc:
+                if old and not os.path.lexists(path):
+                    os.rename(old, path)  # the new folder did not land: the old one goes back, not away
+                    old = None
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
+                continue
             finally:
                 if old:
                     _remove(old)
+            return
         raise InputError("cannot move folder {} into place: other writers keep replacing it".format(path))
 
     def abort(self):
@@ -436,6 +443,10 @@ def spec_paths(value):
     value = str(value)
     if os.path.lexists(value):
         return [value]
+    if value.lower().startswith("file://"):  # FFmpeg and OpenCV open file:// URLs: the file is read
+        from urllib.parse import unquote, urlparse
+
+        return [unquote(urlparse(value).path)]
     if "://" in value or value.isdigit():
         return []
     match = _SPEC.match(value)

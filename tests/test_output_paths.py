@@ -246,3 +246,17 @@ def _write_what_the_check_allows(root, source_path, output_path, kind):
         assert os.path.isfile(path) and open(path, "rb").read() == data, (source_path, output_path, kind)
     if listing is not None:
         assert sorted(os.listdir(os.path.realpath(source_path))) == listing, (source_path, output_path, kind)
+
+
+def test_a_file_url_source_is_an_input(tmp_path):
+    """FFmpeg and OpenCV open file:// URLs: writing --save over the file a file:// source names is refused."""
+    from edgecsp._files import check_outputs_apart, spec_paths
+    from edgecsp.errors import InputError
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"video")
+    url = "file://" + str(video).replace(" ", "%20")
+    assert spec_paths(url) == [str(video)]
+    assert spec_paths("rtsp://camera/1") == [] and spec_paths("http://h/x.mp4") == []
+    with pytest.raises(InputError, match="would overwrite the source"):
+        check_outputs_apart([("source", p) for p in spec_paths(url)], [("--save", str(video))])

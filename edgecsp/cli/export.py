@@ -105,17 +105,17 @@ def _numbers(text, flag, count=None, cast=float):
 
 
 def _param(text):
-    """``KEY=VALUE`` (VALUE as JSON when it parses, else a string)."""
-    import json
-
-    from edgecsp.errors import InputError
+    """``KEY=VALUE`` (VALUE as bounded, finite JSON when it parses, else the string itself)."""
+    from edgecsp.errors import EdgeCSPError, InputError
+    from edgecsp.runtime.schema import parse_json
+    from edgecsp.validate import shown
 
     key, sep, value = str(text).partition("=")
     if not sep or not key.strip():
-        raise InputError("--param {!r} is not KEY=VALUE (VALUE in JSON, e.g. --param reg_max=7)".format(str(text)[:60]))
+        raise InputError("--param {} is not KEY=VALUE (VALUE in JSON, e.g. --param reg_max=7)".format(shown(text, 60)))
     try:
-        return key.strip(), json.loads(value)
-    except ValueError:
+        return key.strip(), parse_json(value, "--param " + key.strip(), "", max_bytes=1 << 16)
+    except EdgeCSPError:
         return key.strip(), value
 
 
@@ -129,7 +129,7 @@ def _attach(args):
             options[name] = value
     if "strides" in options:
         options["strides"] = _numbers(options["strides"], "--strides", cast=int)
-    options.update(_param(p) for p in args.param or ())
+    params = dict(_param(p) for p in args.param or ())
     preprocess = dict((field, getattr(args, dest)) for dest, field in _PREPROCESS if getattr(args, dest) is not None)
     for field, count in (("mean", 3), ("std", 3)):
         if field in preprocess:
@@ -138,6 +138,7 @@ def _attach(args):
         preprocess["letterbox"] = False
     path, meta = attach_metadata(AttachConfig(
         onnx_path=args.onnx, names_file=args.names, output=args.output, layout=args.layout, options=options,
+        params=params,
         preprocess=preprocess, input_size=_size(args.input_size) if args.input_size else None,
         simplify=not args.no_simplify, verify=not args.no_verify), log=print)
     print("wrote {} (layout {}, {} classes, input {}x{})".format(path, meta.layout, meta.num_classes,

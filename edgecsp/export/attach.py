@@ -10,6 +10,7 @@ ONNX checker, and ONNX Runtime runs of the original and the simplified graph on 
 """
 import ast
 import os
+import uuid
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -19,6 +20,7 @@ from edgecsp._lazy import require
 from edgecsp.errors import InputError, MetadataError, UnsupportedError, VerificationError
 from edgecsp.onnxio import onnx_interface, set_onnx_meta, simplify
 from edgecsp.runtime.layouts import get_layout, list_layouts, recognise
+from edgecsp.runtime.schema import SchemaProblem
 from edgecsp.runtime.meta import FLOAT_NCHW, FORMAT_VERSION, ModelMeta, check_interface
 from edgecsp.validate import shown
 
@@ -30,7 +32,8 @@ class AttachConfig(NamedTuple):
     names_file: Optional[str] = None  # class names, one per line; default: the producer's (Ultralytics) or an error
     output: Optional[str] = None  # default: <onnx stem>-edgecsp.onnx next to it
     layout: Optional[str] = None  # None: recognise it
-    options: dict = {}  # the layout's options (its ``export_options``, ``--param`` pairs): with ``layout``
+    options: dict = {}  # the layout's own options (its ``export_options``: --anchors, --strides...)
+    params: dict = {}  # ``--param KEY=VALUE``: layout parameters by their names (checked by the layout's rules)
     preprocess: dict = {}  # ModelMeta preprocessing fields that override the family's (PREPROCESS_FIELDS)
     input_size: Optional[Tuple[int, int]] = None  # (H, W) when the ONNX's input size is dynamic
     simplify: bool = True
@@ -129,12 +132,34 @@ def _implied_layout(options):
     return fits[0].name
 
 
+def _checked_params(layout, params):
+    """``--param`` values through the layout's own rules (``Layout.fields``): InputError for a key the layout
+    does not have or a value its rule refuses."""
+    fields = dict((f.name, f) for f in layout.fields)
+    unknown = sorted(k for k in params if k not in fields)
+    if unknown:
+        raise InputError("layout {} has no parameter {} (it has {}): fix --param".format(
+            layout.name, shown(", ".join(unknown), 60), ", ".join(sorted(fields)) or "none"))
+    try:
+        return dict((key, fields[key].rule(value, key)) for key, value in params.items())
+    except SchemaProblem as problem:
+        raise InputError("--param {}: fix the value (layout {})".format(problem, layout.name))
+
+
 def _layout_of(config, outputs, producer, input_size, where):
-    name = config.layout or (_implied_layout(config.options) if config.options else None)
+    given = dict(config.options or {})
+    given.update(config.params or {})
+    name = config.layout or (_implied_layout(given) if given else None)
     if name:
         layout = get_layout(name, "--layout")
-        return layout, layout.from_options(dict(config.options or {}), outputs, input_size), None, \
-            [output for output, _ in outputs], {}, "", {}
+        options = dict(config.options or {})
+        options.update(_checked_params(layout, config.params or {}))
+        params = layout.from_options(options, outputs, input_size)
+        try:  # what the options make must pass the layout's rules before anything else reads it
+            layout.read_params(params, where)
+        except MetadataError as exc:
+            raise InputError("{}; check --layout {}'s options".format(str(exc).split("; re-export")[0], layout.name))
+        return layout, params, None, [output for output, _ in outputs], {}, "", {}
     found = recognise(outputs, producer)
     if found is None:
         raise InputError("{}: cannot tell the output layout of outputs {}: pass --layout with its options, one of: "
@@ -217,7 +242,7 @@ def attach_metadata(config, log=None):
         raise InputError("{}; check --names and the layout's options{}".format(
             str(exc).split("; re-export")[0].split(": re-export")[0], " (--layout {})".format(layout.name)))
     with Staged([output]) as staged:
-        original = os.path.join(staged.staging, "original.onnx")
+        original = os.path.join(staged.staging, ".original-{}.onnx".format(uuid.uuid4().hex))  # never the output
         onnx.save(model, original)
         final = model
         if config.simplify:

@@ -11,6 +11,7 @@ Decisions (documented in README "Export"):
 * Every file is written atomically, and the final ONNX carries the metadata in ``metadata_props``.
 """
 import os
+import uuid
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -233,7 +234,7 @@ def export(config, log=None):
     check_paths(config, PATHS, output=output, checkpoint=weights)
     # every intermediate file lives in the output's staging folder; only the verified model is moved into place
     with Staged([output]) as staged:
-        raw_path = os.path.join(staged.staging, "raw.onnx")
+        raw_path = os.path.join(staged.staging, ".raw-{}.onnx".format(uuid.uuid4().hex))  # never the output
         names = ["head{}".format(s) for s in model.strides] if hasattr(model, "strides") else ["logits"]
         log("exporting {} ({}) at {}x{}, opset {}".format(name, source, input_size[0], input_size[1], config.opset))
         trace_to_onnx(model, raw_path, input_size, config.opset, config.batch, config.dynamic_batch, names)

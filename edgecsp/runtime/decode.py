@@ -1,8 +1,6 @@
-"""Decoding: the numeric helpers every output layout shares, and the decode of any model by its layout.
-
-The layouts themselves (``edgecsp.runtime.layouts``: one module each) hold their decodes; this module keeps what
-they share (a numerically safe float32 logistic, cached cell grids, the exp clip) and :func:`decode` /
-:func:`decode_candidates`, which hand a batch's outputs to the model's layout. Python 3.6 compatible; numpy only.
+"""The numeric helpers every output layout shares: a numerically safe float32 logistic, cached cell grids and the
+exp clip. The layouts themselves (``edgecsp.runtime.layouts``: one module each) hold their decodes; a model's is
+``meta.spec.decode``. Python 3.6 compatible; numpy only.
 """
 import threading
 
@@ -43,14 +41,3 @@ def cell_grid(h, w):
                 _GRIDS.clear()
             _GRIDS[key] = grid
     return grid
-
-
-def decode(outputs, meta, batch=None):
-    """Every row of a batch's ``outputs`` (a list in ``meta.outputs`` order, or a dict by name), decoded by the
-    model's layout: a list of N ``Decoded`` (boxes xyxy in network-input pixels, scores, classes)."""
-    return meta.spec.decode(outputs, meta, batch)
-
-
-def decode_candidates(outputs, meta, conf, batch=None):
-    """The rows that can score above ``conf`` (the same values as ``decode``'s), per image."""
-    return meta.spec.candidates(outputs, meta, conf, batch)

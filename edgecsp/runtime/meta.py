@@ -172,7 +172,7 @@ META_FIELDS = [
     Field("pad_value", integer(0, 255), default=114),
     Field("pad_position", one_of(*PAD_POSITIONS), default=PAD_CENTER),
     Field("channel_order", one_of("RGB", "BGR"), default="RGB"),
-    Field("scale", number(0, 1, low_open=True), default=1.0 / 255.0),
+    Field("scale", number(1e-6, 1), default=1.0 / 255.0),  # smaller would zero every input in float32
     Field("mean", _TRIPLE, default=(0.0, 0.0, 0.0)),
     Field("std", list_of(number(1e-6, 1e6), 3, 3, tuple), default=(1.0, 1.0, 1.0)),
     Field("layout", text(64), required=True),
@@ -195,8 +195,8 @@ def meta_or_none(text, where="metadata"):
 # Which `edgecsp export` options supply the metadata; kept here so every message says the same. The registry
 # model gives anchors and strides, --card the class names, --input-size the input size.
 EXPORT_META_HINT = ("export it with `edgecsp export MODEL [--checkpoint W.pt]`, `--card CARD.json` or "
-                    "`--darknet CFG WEIGHTS`, or describe an existing ONNX with "
-                    "`edgecsp export --onnx M.onnx --names FILE --anchors ...`")
+                    "`--darknet CFG WEIGHTS`, or import an ONNX exported elsewhere with "
+                    "`edgecsp export --onnx M.onnx` (its layout is recognised, or pass --layout)")
 
 
 def load_meta_or_raise(meta_json, path):

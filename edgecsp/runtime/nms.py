@@ -353,7 +353,7 @@ def top_detections(boxes, scores, class_ids, conf_thres=0.25, max_det=300):
     rows = np.nonzero(scores > np.float32(conf_thres))[0]
     if rows.size == 0 or max_det <= 0:
         return empty_detections()
-    rows = rows[np.argsort(-scores[rows], kind="stable")][:int(max_det)]
+    rows = rows[np.argsort(-scores[rows], kind="mergesort")][:int(max_det)]  # stable; numpy 1.13 has no "stable"
     return Detections(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)[rows], scores[rows],
                       np.asarray(class_ids, dtype=np.int64).reshape(-1)[rows])
 

@@ -155,6 +155,14 @@ def text(max_length=256, empty=False):
     return rule
 
 
+def _integer_interval(low, high):
+    if low is not None and high is not None:
+        return "between {:d} and {:d}".format(low, high)
+    if low is not None:
+        return "of at least {:d}".format(low)
+    return "of at most {:d}".format(high) if high is not None else ""
+
+
 def integer(low=None, high=None):
     """An integer (a JSON number without a fraction; ``true`` is not 1) inside [low, high]."""
     def rule(value, path):
@@ -162,7 +170,7 @@ def integer(low=None, high=None):
         if isinstance(value, float) and value.is_integer():
             number = int(value)
         if number is None or (low is not None and number < low) or (high is not None and number > high):
-            raise SchemaProblem(path, "must be an integer {}, {}".format(describe_interval(low, high), _got(value)))
+            raise SchemaProblem(path, "must be an integer {}, {}".format(_integer_interval(low, high), _got(value)))
         return number
     return rule
 
@@ -176,8 +184,9 @@ def number(low=None, high=None, low_open=False, high_open=False):
         if ok and high is not None:
             ok = value < high if high_open else value <= high
         if not ok:
-            raise SchemaProblem(path, "must be a finite number {}, {}".format(
-                describe_interval(low, high, low_open, high_open), _got(value)))
+            interval = describe_interval(low, high, low_open, high_open)
+            what = "a finite " + interval[2:] if interval.startswith("a ") else "a finite number " + interval
+            raise SchemaProblem(path, "must be {}, {}".format(what, _got(value)))
         return float(value)
     return rule
 

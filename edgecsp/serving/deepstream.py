@@ -15,11 +15,11 @@ from typing import NamedTuple, Optional
 from edgecsp._files import atomic_folder, require_file
 from edgecsp.backends import backend_for_path, read_artefact_meta
 from edgecsp.errors import InputError, MetadataError
+from edgecsp.runtime.meta import PAD_CENTER
 from edgecsp.serving.repository import artefact_interface, check_new_folder
 from edgecsp.validate import positive_int
 
 CUSTOM_LIB = "nvdsinfer_custom_impl_Yolo/libnvdsinfer_custom_impl_Yolo.so"
-PARSER = "NvDsInferParseYolo"
 ENGINE_CREATE = "NvDsInferYoloCudaEngineGet"
 NETWORK_MODES = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer's network-mode
 SAMPLE_URI = "file:///opt/nvidia/deepstream/deepstream/samples/streams/sample_1080p_h264.mp4"
@@ -35,8 +35,12 @@ class DeepStreamPackage(NamedTuple):
 
 def infer_config(model_file, meta, precision, batch, custom_lib, conf, iou, max_det, engine_file=None):
     """The ``[property]`` and ``[class-attrs-all]`` groups of nvinfer's config, as ordered dicts."""
-    prop = {"gpu-id": 0, "net-scale-factor": repr(float(meta.scale)),
+    # nvinfer computes net-scale-factor * (pixel - offsets): edgecsp's (pixel * scale - mean) / std with one std
+    std = float(meta.std[0])
+    prop = {"gpu-id": 0, "net-scale-factor": repr(float(meta.scale) / std),
             "model-color-format": 0 if str(meta.channel_order).upper() == "RGB" else 1}
+    if any(float(m) for m in meta.mean):
+        prop["offsets"] = ";".join(repr(float(m) / float(meta.scale)) for m in meta.mean)
     if engine_file:
         prop["model-engine-file"] = engine_file
     else:
@@ -46,8 +50,8 @@ def infer_config(model_file, meta, precision, batch, custom_lib, conf, iou, max_
                  ("num-detected-classes", meta.num_classes), ("interval", 0), ("gie-unique-id", 1),
                  ("process-mode", 1), ("network-type", 0), ("cluster-mode", 2),
                  ("maintain-aspect-ratio", 1 if meta.letterbox else 0),
-                 ("symmetric-padding", 1 if meta.letterbox else 0),
-                 ("parse-bbox-func-name", PARSER), ("custom-lib-path", custom_lib),
+                 ("symmetric-padding", 1 if meta.letterbox and meta.pad_position == PAD_CENTER else 0),
+                 ("parse-bbox-func-name", meta.spec.deepstream_parser), ("custom-lib-path", custom_lib),
                  ("engine-create-func-name", ENGINE_CREATE)])
     classes = {"nms-iou-threshold": iou, "pre-cluster-threshold": conf, "topk": max_det}
     return prop, classes
@@ -100,6 +104,9 @@ def package_deepstream(folder, model, streams=1, uri=SAMPLE_URI, precision=None,
                          "--decode-in-graph".format(os.path.basename(path)))
     meta = read_artefact_meta(path)
     problem = meta.spec.deepstream_problem(meta)
+    if not problem and len(set(float(s) for s in meta.std)) > 1:
+        problem = ("its per-channel std {} has no nvinfer setting (net-scale-factor is one number): DeepStream "
+                   "cannot feed it".format(list(meta.std)))
     if problem:
         raise MetadataError("{}: {}".format(os.path.basename(path), problem))
     built = meta.extra.get("precision")

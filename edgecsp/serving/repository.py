@@ -70,8 +70,8 @@ def tensorrt_interface(path):
     outputs = []
     for index, name in enumerate(manifest.outputs):
         dims = layout.output_shape(meta, index)  # None where only the engine knows the size (Triton's -1)
-        outputs.append(TensorSpec(name, "float32", ((shape[0],) + tuple(dims[1:])) if layout.batch_first(meta)
-                                  else tuple(dims)))
+        outputs.append(TensorSpec(name, layout.output_dtype(meta, index),
+                                  ((shape[0],) + tuple(dims[1:])) if layout.batch_first(meta) else tuple(dims)))
     dtype = "uint8" if meta.input_form == UINT8_NHWC_BGR else "float32"
     return Interface([TensorSpec(manifest.input_name, dtype, shape)], outputs,
                      max_batch=manifest.max_batch if shape and shape[0] is None else None)

@@ -80,3 +80,12 @@ def test_a_dynamic_export_takes_the_size_its_producer_wrote():
         if text is not None:
             helper.set_model_props(model, {"imgsz": text})
         assert producer_input_size(model) == want, text
+
+
+def test_an_output_named_like_a_scratch_file_is_written(bare_onnx, tmp_path):
+    """The import's scratch copy lives beside the staged output under a name no output can have."""
+    path, names = bare_onnx
+    out = tmp_path / "original.onnx"
+    assert main(["export", "--onnx", path, "--names", names, "--anchors", ANCHORS, "--scale-x-y", "2",
+                 "--new-coords", "-o", str(out)]) == 0
+    assert out.is_file() and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -337,7 +337,7 @@ def test_infer_writes_the_package_detections(fp32_ir, package_engine, tmp_path, 
     (["--names", "NINE"], "9 classes"),  # the scores are 10 wide
     (["--layout", "gfl", "--param", "reg_max=16"], "reg_max"),  # the distributions are 32 wide
     (["--layout", "gfl", "--strides", "8,16,32"], "strides"),  # four levels
-    (["--layout", "gfl", "--param", "anchors=[1]"], "does not take anchors"),
+    (["--layout", "gfl", "--param", "anchors=[1]"], "layout gfl has no parameter 'anchors'"),
 ])
 def test_export_refuses_what_does_not_fit_in_one_line(package_model, extra, message, tmp_path, capsys):
     nine = tmp_path / "nine.txt"

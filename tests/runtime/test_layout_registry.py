@@ -91,3 +91,24 @@ def test_wrong_class_counts_and_shapes_are_refused_in_one_line(name):
         check_interface(meta, meta.input_name, input_shape, [(n, s[:-1] + (s[-1] + 1,)) for n, s in shapes], "m.onnx")
     with pytest.raises(MetadataError, match="outputs"):
         check_interface(meta, meta.input_name, input_shape, shapes[:-1] + [("stranger", shapes[-1][1])], "m.onnx")
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_layout_options_are_checked_by_the_layouts_rules(name):
+    """`edgecsp export --onnx --layout NAME --param K=V`: a key the layout lacks, or a value its rule refuses, is
+    one InputError, never a TypeError from the option parsing."""
+    from edgecsp.errors import InputError
+    from edgecsp.export.attach import _checked_params
+    from edgecsp.runtime.layouts import get_layout
+
+    layout = get_layout(name)
+    with pytest.raises(InputError, match="has no parameter"):
+        _checked_params(layout, {"no_such_parameter": 1})
+    for field in layout.fields:
+        for bad in ("x", [["a"]], 1e300, -5, {"k": 1}):
+            try:
+                field.rule(bad, field.name)
+            except Exception:  # noqa: BLE001 - the rule refuses it: so must _checked_params, in one line
+                with pytest.raises(InputError) as info:
+                    _checked_params(layout, {field.name: bad})
+                assert "\n" not in str(info.value) and field.name in str(info.value)

@@ -77,3 +77,22 @@ def test_deepstream_bad_input(tmp_path, demo_onnx, demo_card, demo_video, capsys
             assert len(want.scores) > 0 and got.class_ids.tolist() == want.class_ids.tolist()
             np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
             np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
+
+
+def test_nvinfer_gets_the_models_normalisation_and_padding():
+    """nvinfer computes net-scale-factor * (pixel - offsets): mean/std with one std map onto it, the padding side
+    onto symmetric-padding, the parser comes from the layout."""
+    from edgecsp.runtime.meta import ModelMeta
+    from edgecsp.serving.deepstream import infer_config
+
+    meta = ModelMeta.from_dict({"format": 2, "names": ["a", "b"], "input_size": [64, 64], "layout": "detections",
+                                "params": {"columns": ["x1", "y1", "x2", "y2", "score", "class"], "rows": 20},
+                                "scale": 1.0, "mean": [103.5, 116.25, 123.75], "std": [57.5, 57.5, 57.5],
+                                "pad_position": "top_left", "channel_order": "BGR", "outputs": ["output"]})
+    prop, _ = infer_config("m.onnx", meta, "fp16", 1, "lib.so", 0.25, 0.45, 100)
+    assert float(prop["net-scale-factor"]) == 1.0 / 57.5
+    assert prop["offsets"] == "103.5;116.25;123.75" and prop["symmetric-padding"] == 0
+    assert prop["model-color-format"] == 1 and prop["parse-bbox-func-name"] == "NvDsInferParseYolo"
+    plain = meta._replace(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), scale=1 / 255.0, pad_position="center")
+    prop, _ = infer_config("m.onnx", plain, "fp16", 1, "lib.so", 0.25, 0.45, 100)
+    assert "offsets" not in prop and prop["symmetric-padding"] == 1

@@ -127,7 +127,8 @@ def _next_command(manifest, engine):
     """What to run with the engine: edgecsp infer, or DeepStream for a model whose decode is in the graph."""
     from edgecsp.runtime.meta import ModelMeta
 
-    if not ModelMeta.from_dict(manifest.meta).spec.deepstream_problem(ModelMeta.from_dict(manifest.meta)):
+    meta = ModelMeta.from_dict(manifest.meta)
+    if not meta.spec.deepstream_problem(meta):
         return ("edgecsp infer --engine {} video.mp4   (or for DeepStream: edgecsp package --deepstream ds/ "
                 "{})".format(engine, engine))
     return "edgecsp infer --engine {} video.mp4".format(engine)

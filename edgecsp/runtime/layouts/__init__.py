@@ -100,6 +100,10 @@ class Layout(object):
         """What output ``index`` is, in words, for messages."""
         return "output"
 
+    def output_dtype(self, meta, index):
+        """The numpy dtype name of output ``index`` (Triton configs of engines, which do not say it)."""
+        return "float32"
+
     def deepstream_problem(self, meta):
         """Why DeepStream-Yolo's parser cannot take this model's outputs as they are (None when it can)."""
         if self.graph_decode:
@@ -227,15 +231,19 @@ def _load():
     found = set(m.name for m in pkgutil.iter_modules([os.path.dirname(os.path.abspath(__file__))])
                 if not m.name.startswith("_"))
     names = [m for m in LAYOUT_MODULES if m in found] + sorted(found - set(LAYOUT_MODULES))
+    registry, order = {}, []  # filled whole, then published: a module that fails to import leaves no half registry
     for module_name in names:
         module = importlib.import_module("{}.{}".format(__name__, module_name))
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, Layout) and value.name and value.__module__ == module.__name__:
+            if (isinstance(value, type) and issubclass(value, Layout) and value.name
+                    and value.__module__ == module.__name__):
                 layout = value()
-                if layout.name in _REGISTRY:
+                if layout.name in registry:
                     raise RuntimeError("two layouts are named {!r}".format(layout.name))
-                _REGISTRY[layout.name] = layout
-                _ORDER.append(layout)
+                registry[layout.name] = layout
+                order.append(layout)
+    _REGISTRY.update(registry)
+    _ORDER.extend(order)
 
 
 def list_layouts():

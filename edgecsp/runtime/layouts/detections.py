@@ -46,8 +46,8 @@ class Detections(Layout):
     legacy_names = ("yolo_decoded",)
 
     def example(self):
-        return {"input_size": (64, 64), "classes": 3, "params": {"columns": YOLOV7_END2END, "nms_applied": True,
-                                                                 "rows": None}}
+        return {"input_size": (64, 64), "classes": 3, "params": {"columns": DEFAULT_COLUMNS, "nms_applied": True,
+                                                                 "rows": 20}}
 
     def sample(self, meta, rng, batch):
         columns = meta.params["columns"]
@@ -133,11 +133,6 @@ class Detections(Layout):
                                     int(classes[live].max() if classes[live].max() >= meta.num_classes else
                                         classes[live].min()), meta.num_classes))
         return Decoded(boxes, scores, classes)
-
-    def candidates(self, outputs, meta, conf, batch=None):
-        from edgecsp.runtime.layouts import keep_passing
-
-        return [keep_passing(d, conf) for d in self.decode(outputs, meta, batch)]
 
     def recognise(self, outputs, producer):
         """YOLOv7 --end2end's (K, 7); Ultralytics' end-to-end exports by their metadata (``export(nms=True)``:

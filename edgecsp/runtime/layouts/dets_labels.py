@@ -39,6 +39,9 @@ class DetsLabels(Layout):
     def describe_output(self, meta, index):
         return "the (N, K, 5) dets x1,y1,x2,y2,score" if index == 0 else "the (N, K) labels"
 
+    def output_dtype(self, meta, index):
+        return "int64" if index == 1 else "float32"
+
     def nms_applied(self, meta):
         return True
 

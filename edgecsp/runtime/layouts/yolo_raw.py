@@ -55,7 +55,7 @@ HEAD_FIELDS = [
     Field("scale_x_y", number(0, 16, low_open=True), default=1.0),
     Field("new_coords", flag(), default=False),
 ]
-MAX_ANCHOR_FACTOR = 16  # an anchor at most this many input sides long
+MAX_ANCHOR_FACTOR = 100  # an anchor at most this many input sides long (the darknet reader's limit too)
 
 
 def grid_size(side, stride):
