@@ -208,6 +208,19 @@ def check_array(array, meta, layout, index):
     return array if array.dtype == np.float32 else array.astype(np.float32)
 
 
+def grid_size(side, stride):
+    """The cells a level of ``stride`` has over ``side`` pixels (strided convolutions with padding, and darknet,
+    round odd sizes up)."""
+    return -(-int(side) // int(stride))
+
+
+def level_cells(input_size, strides):
+    """The cells of all levels of ``strides`` over an input of ``input_size`` (H, W): the anchor points of an
+    anchor-free head, the rows of a one-anchor decoded output."""
+    height, width = input_size
+    return sum(grid_size(height, s) * grid_size(width, s) for s in strides)
+
+
 def checked_outputs(outputs, meta, layout):
     """``outputs`` as the list of float32 arrays ``layout`` takes for ``meta`` (``as_outputs`` and ``check_array``
     on each), all of one batch; MetadataError otherwise."""

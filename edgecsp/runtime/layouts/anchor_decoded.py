@@ -17,8 +17,8 @@ cell); ``M =`` the cells (one point a cell) is YOLOX, decoded here only when the
 import numpy as np
 
 from edgecsp.errors import InputError
-from edgecsp.runtime.layouts import Decoded, Layout, Recognised, as_outputs, check_array, keep_passing
-from edgecsp.runtime.layouts.yolo_raw import grid_size
+from edgecsp.runtime.layouts import (Decoded, Layout, Recognised, as_outputs, check_array, keep_passing,
+                                     level_cells)
 from edgecsp.runtime.schema import Field, integer, optional
 
 MAX_ROWS = 1 << 30
@@ -36,13 +36,6 @@ YOLOX_PREPROCESS = {"channel_order": "BGR", "scale": 1.0, "mean": [0.0, 0.0, 0.0
 # ONNX Runtime demo's multiclass_nms (0.45) for these files; its demos run it class-agnostic (not recorded here)
 YOLOV5_NMS = {"multi_label": False, "iou": 0.45}
 YOLOX_NMS = {"multi_label": False, "iou": 0.45}
-
-
-def level_cells(input_size, strides):
-    """The cells of the levels of ``strides`` over an input of ``input_size`` (H, W) (odd sizes round up, as the
-    strided convolutions do)."""
-    height, width = input_size
-    return sum(grid_size(height, s) * grid_size(width, s) for s in strides)
 
 
 def rows_output(outputs, producer):

@@ -14,7 +14,7 @@ import ast
 import numpy as np
 
 from edgecsp.errors import InputError
-from edgecsp.runtime.layouts import Decoded, Layout, Recognised, as_outputs, check_array
+from edgecsp.runtime.layouts import Decoded, Layout, Recognised, as_outputs, check_array, level_cells
 from edgecsp.runtime.schema import Field, flag, integer, optional
 
 STANDARD_STRIDES = ((8, 16, 32), (8, 16, 32, 64), (4, 8, 16, 32))  # P3-P5, P6 models (-p6), P2 models (-p2)
@@ -105,7 +105,7 @@ class AnchorFree(Layout):
         channels, points = shape[1], shape[2]
         if not height or channels is None or points is None or channels < 5 or channels == points:
             return None
-        if points not in [anchor_points(height, width, strides) for strides in STANDARD_STRIDES]:
+        if points not in [level_cells((height, width), strides) for strides in STANDARD_STRIDES]:
             return None
         return Recognised({"transposed": False, "points": points}, [name], preprocess=dict(ULTRALYTICS_PREPROCESS),
                           nms=dict(ULTRALYTICS_NMS),
@@ -139,12 +139,6 @@ def _decoded(image):
     np.subtract(image[0:2], half, out=boxes[:, 0:2].T)
     np.add(image[0:2], half, out=boxes[:, 2:4].T)
     return Decoded(boxes, np.ascontiguousarray(image[4:].T))
-
-
-def anchor_points(height, width, strides):
-    """M of an anchor-free head over ``height`` x ``width``: every cell of every level (a stride-2 convolution
-    with padding rounds odd sizes up)."""
-    return sum(-(-int(height) // s) * -(-int(width) // s) for s in strides)
 
 
 # -- Ultralytics' metadata_props (what its exporter writes: author, description, version, task, stride, imgsz, names,

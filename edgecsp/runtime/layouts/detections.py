@@ -12,7 +12,7 @@ for the 2-D form); boxes are in network-input pixels.
 import numpy as np
 
 from edgecsp.errors import InputError, MetadataError
-from edgecsp.runtime.layouts import Decoded, Layout, Recognised, as_outputs, check_array
+from edgecsp.runtime.layouts import Decoded, Layout, Recognised, as_outputs, check_array, level_cells
 from edgecsp.runtime.schema import Field, flag, integer, list_of, one_of, optional
 
 COLUMN_NAMES = ("x1", "y1", "x2", "y2", "cx", "cy", "w", "h", "score", "class", "batch")
@@ -24,8 +24,6 @@ YOLOV7_END2END = ["batch"] + list(XYXY) + ["class", "score"]
 def _grid_rows(rows, input_size):
     """Whether ``rows`` is one or three rows per cell of strides 8-32 (8-64) at ``input_size``: a decoded
     one-class YOLOv5/YOLOX output (N, M, 6), not end-to-end detections."""
-    from edgecsp.runtime.layouts.anchor_decoded import level_cells
-
     if not input_size:
         return False
     cells = [level_cells(input_size, strides) for strides in ((8, 16, 32), (8, 16, 32, 64))]

@@ -21,7 +21,8 @@ import numpy as np
 
 from edgecsp.errors import InputError
 from edgecsp.runtime.decode import sigmoid
-from edgecsp.runtime.layouts import Decoded, Layout, Recognised, checked_outputs, keep_passing
+from edgecsp.runtime.layouts import (Decoded, Layout, Recognised, checked_outputs, grid_size, keep_passing,
+                                     level_cells)
 from edgecsp.runtime.schema import Field, flag, integer, list_of, number
 
 MAX_STRIDE = 1024
@@ -29,11 +30,6 @@ MAX_REG_MAX = 64
 # PaddleDetection's NormalizeImage for PicoDet: ImageNet mean/std on 0..1 pixels
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 FAMILY = "PP-PicoDet (PaddleDetection export)"
-
-
-def grid_shape(input_size, stride):
-    """(gh, gw) of a level of ``stride`` over an input (H, W): convolutions with padding round up."""
-    return tuple(-(-int(side) // int(stride)) for side in input_size)
 
 
 class Gfl(Layout):
@@ -73,7 +69,7 @@ class Gfl(Layout):
 
     def output_shape(self, meta, index):
         strides = meta.params["strides"]
-        gh, gw = grid_shape(meta.input_size, strides[index % len(strides)])
+        gh, gw = (grid_size(side, strides[index % len(strides)]) for side in meta.input_size)
         width = meta.num_classes if index < len(strides) else 4 * (meta.params["reg_max"] + 1)
         return (None, gh * gw, width)
 
@@ -194,9 +190,9 @@ def _pairs(outputs, scores_at, dists_at, input_size, strides=None):
             return None
         if strides is not None:
             stride = int(strides[rank]) if rank < len(strides) else 0
-            fits = len(strides) == len(scores_at) and stride > 0 and _points(input_size, stride) == points
+            fits = len(strides) == len(scores_at) and stride > 0 and level_cells(input_size, [stride]) == points
         else:
-            stride = next((2 ** k for k in range(1, 11) if _points(input_size, 2 ** k) == points), 0)
+            stride = next((2 ** k for k in range(1, 11) if level_cells(input_size, [2 ** k]) == points), 0)
             fits = stride > 0
         if not fits:
             return None
@@ -208,11 +204,6 @@ def _pairs(outputs, scores_at, dists_at, input_size, strides=None):
     params = {"strides": [stride for stride, _, _ in levels], "reg_max": width // 4 - 1, "scores_activated": True,
               "point_offset": 0.5}
     return params, [s for _, s, _ in levels] + [d for _, _, d in levels]
-
-
-def _points(input_size, stride):
-    gh, gw = grid_shape(input_size, stride)
-    return gh * gw
 
 
 def _character_names(text):
@@ -264,7 +255,7 @@ def _points_boxes(dists, rows, stride, meta):
         expectation += weights[:, :, k] * np.float32(k)
     step = np.float32(stride)
     distance = expectation / total * step
-    _, gw = grid_shape(meta.input_size, stride)
+    gw = grid_size(meta.input_size[1], stride)
     offset = np.float32(meta.params["point_offset"])
     px = ((rows % gw).astype(np.float32) + offset) * step
     py = ((rows // gw).astype(np.float32) + offset) * step

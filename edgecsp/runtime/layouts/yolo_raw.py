@@ -27,7 +27,7 @@ import numpy as np
 
 from edgecsp.errors import InputError
 from edgecsp.runtime.decode import EXP_CLIP, cell_grid, sigmoid
-from edgecsp.runtime.layouts import Decoded, Layout, Recognised, checked_outputs
+from edgecsp.runtime.layouts import Decoded, Layout, Recognised, checked_outputs, grid_size
 from edgecsp.runtime.schema import Field, flag, integer, list_of, number, one_of, record
 
 MAX_SIDE = 8192
@@ -56,11 +56,6 @@ HEAD_FIELDS = [
     Field("new_coords", flag(), default=False),
 ]
 MAX_ANCHOR_FACTOR = 100  # an anchor at most this many input sides long (the darknet reader's limit too)
-
-
-def grid_size(side, stride):
-    """The grid a head of ``stride`` has over ``side`` pixels (darknet pads odd sizes: rounded up)."""
-    return -(-int(side) // int(stride))
 
 
 def parse_anchor_groups(text):

@@ -19,10 +19,10 @@ import numpy as np
 
 from edgecsp.errors import InputError
 from edgecsp.runtime.decode import EXP_CLIP
-from edgecsp.runtime.layouts import Recognised
+from edgecsp.runtime.layouts import Recognised, grid_size, level_cells
 from edgecsp.runtime.layouts.anchor_decoded import (LEVELS_P5, LEVELS_P6, YOLOX_NMS, YOLOX_PREPROCESS,
-                                                    AnchorDecoded, computes_exp, level_cells, rows_output)
-from edgecsp.runtime.layouts.yolo_raw import MAX_SIDE, grid_size
+                                                    AnchorDecoded, computes_exp, rows_output)
+from edgecsp.runtime.layouts.yolo_raw import MAX_SIDE
 from edgecsp.runtime.schema import Field, integer, list_of
 
 _TABLES = {}
