@@ -63,19 +63,31 @@ def backend_label(path):
     return backend_for_path(path)
 
 
+def _runner(spec, threads=None):
+    """An unopened runner for ``spec``: a local artefact's, or a TritonRunner for ``grpc://HOST:PORT/MODEL``
+    (only then is the serving package imported)."""
+    from edgecsp.backends import open_runner
+
+    if "://" in str(spec):
+        from edgecsp.serving.client import is_server_spec, open_server_runner
+
+        if is_server_spec(spec):
+            return open_server_runner(spec, threads=threads)
+    return open_runner(spec, **({"threads": threads} if threads else {}))
+
+
 def measure_artefact(path, seconds=3.0, warmup=10, in_flight=3, threads=None):
     """Latency (one request at a time) and throughput (``in_flight`` requests running) of an edgecsp artefact."""
     from collections import deque
 
     from edgecsp.runtime.preprocess import preprocess
-    from edgecsp.serving.client import open_spec_runner
 
-    with open_spec_runner(path, threads) as runner:
+    with _runner(path, threads) as runner:
         meta = runner.meta
         batch = runner.input_shape[0] or 1
         x, _ = preprocess([sample_frame()] * batch, meta)
         latency = _percentiles(_time_calls(lambda: runner.infer(x), seconds, warmup))
-    with open_spec_runner(path, threads).set_in_flight(in_flight) as runner:
+    with _runner(path, threads).set_in_flight(in_flight) as runner:
         pending = deque()
         for _ in range(max(warmup, 2 * in_flight)):
             pending.append(runner.submit(x))
@@ -184,9 +196,8 @@ def measure_video(path, video, sync=False, in_flight=3, threads=None, max_frames
     if outputs not in ("all", "json", "none"):
         raise InputError("outputs must be all, json or none, got {!r}".format(outputs))
     from edgecsp.runtime.pipeline import run_pipeline
-    from edgecsp.serving.client import open_spec_runner
 
-    runner = open_spec_runner(path, threads)
+    runner = _runner(path, threads)
     if not sync:
         runner.set_in_flight(in_flight)
     marks = sorted(int(c) for c in checkpoints)

@@ -86,13 +86,18 @@ def stream_sources(config):
 def infer(config, log=None):
     """Run ``config.engine`` over ``config.source``; returns the runtime's PipelineResult."""
     from edgecsp._lazy import check_numpy
-    from edgecsp.serving.client import open_spec_runner, server_spec
 
     check_numpy()  # this runs on the device: a JetPack numpy older than the floor fails here, in one line
     sinks = check_options(config)
     kind, source_options = _source_kind(config)
-    spec = config.engine if config.server is None else server_spec(config.server, config.model)
-    runner = open_spec_runner(spec, config.threads)  # the local artefact's runner, or a TritonRunner
+    if config.server is None:  # a local artefact: its backend's runner (the serving package is not imported)
+        from edgecsp.backends import open_runner
+
+        runner = open_runner(config.engine, **({"threads": config.threads} if config.threads else {}))
+    else:
+        from edgecsp.serving.client import open_server_runner, server_spec
+
+        runner = open_server_runner(server_spec(config.server, config.model), threads=config.threads)
     in_flight = None if config.sync else (config.in_flight or DEFAULT_IN_FLIGHT)
     if in_flight:
         runner.set_in_flight(in_flight)  # before entering: backends size their request pools when loading

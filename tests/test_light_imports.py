@@ -69,3 +69,20 @@ def test_models_command_without_torch_names_the_extra():
     assert proc.returncode == 4, proc.stderr
     assert "edgecsp[export]" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_local_artefact_runs_without_the_serving_package(demo_onnx, tmp_path):
+    """`edgecsp infer` of a local artefact goes through the backend's runner only: edgecsp.serving (and
+    tritonclient) are never imported; the pipeline takes BaseRunner, no duck typing."""
+    import numpy as np
+
+    cv2 = __import__("pytest").importorskip("cv2")
+    image = str(tmp_path / "f.png")
+    cv2.imwrite(image, np.full((64, 80, 3), 90, np.uint8))
+    code = ("import sys, json; from edgecsp.cli import main; code = main(['infer', '--engine', sys.argv[1], "
+            "sys.argv[2], '--no-progress', '--json', sys.argv[3]]); "
+            "print(json.dumps([code, sorted(m for m in sys.modules if m.startswith(('edgecsp.serving', "
+            "'tritonclient')))]))")
+    proc = _run(code, demo_onnx, image, str(tmp_path / "d.jsonl"))
+    code, imported = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert code == 0 and imported == [], proc.stderr

@@ -6,7 +6,7 @@ artefact suffixes it runs, where those artefacts carry edgecsp's metadata, how i
 lists backends (``bench``, the CLI help texts, the light-import test, the test gates) reads ``list_backends()``.
 
 The subpackage a record names implements :data:`MODULE_CONTRACT` (checked by ``check_contract`` and a test):
-``is_available()``, ``version()``, ``Runner`` (a :class:`~edgecsp.backends.base.BaseRunner`), ``read_meta(path)``,
+``is_available()``, ``version()``, ``Runner`` (a :class:`~edgecsp.runtime.runner.BaseRunner`), ``read_meta(path)``,
 ``build(onnx_path, out_path, precision, target, **options)`` and ``BUILD_OPTIONS`` (the option keys it takes); a backend with ``device_build`` adds
 ``build_problem(target)``, ``write_bundle(...)`` and ``build_from_bundle(...)``. The subpackage is imported on
 first use, the engine package only when a runner or a build needs it.
@@ -18,7 +18,7 @@ import os
 from typing import List, NamedTuple, Tuple
 
 from edgecsp._files import require_file
-from edgecsp.backends.base import BaseRunner
+from edgecsp.runtime.runner import BaseRunner
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.runtime.meta import ModelMeta
 

@@ -36,6 +36,7 @@ from edgecsp.runtime.draw import draw_detections
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import LetterboxBuffer, preprocess
 from edgecsp.runtime.progress import Progress
+from edgecsp.runtime.runner import BaseRunner
 from edgecsp.runtime.sinks import CallbackSink
 from edgecsp.runtime.sources import Source
 from edgecsp.runtime.timing import StageTimer, thread_cpu_seconds
@@ -292,7 +293,7 @@ class _Run(object):
                         done = (done[0], done[1].result())
                 # refill the runner before post-processing, so it never idles while this thread works
                 with self.stages.stage("infer"):
-                    pending.append((group, _submit(self.runner, self.batch_of(group, batch_size))))
+                    pending.append((group, self.runner.submit(self.batch_of(group, batch_size))))
                 if done is not None:
                     self._deliver(done[0], done[1], results)
             while pending and not self.stop.is_set():
@@ -347,22 +348,6 @@ class _Run(object):
             self.emit(*item)
 
 
-class _DoneHandle(object):
-    """The handle of a runner without ``submit``: the work is done when it is created."""
-
-    def __init__(self, outputs):
-        self._outputs = outputs
-
-    def result(self, timeout=None):
-        return self._outputs
-
-
-def _submit(runner, batch):
-    if hasattr(runner, "submit"):
-        return runner.submit(batch)
-    return _DoneHandle(runner.infer(batch))
-
-
 def _wait_quietly(handle):
     try:
         handle.result()
@@ -373,10 +358,10 @@ def _wait_quietly(handle):
 def batch_size_for(runner, streams):
     """Frames per request: the artefact's static batch, else one per stream (dynamic batch) up to the runner's
     ``max_batch`` (a TensorRT profile, a server's max_batch_size), else 1."""
-    shape = getattr(runner, "input_shape", None) or (1,)
+    shape = runner.input_shape or (1,)
     if shape[0] is not None:
         return int(shape[0])
-    limit = getattr(runner, "max_batch", None)
+    limit = runner.max_batch
     return max(1, min(streams, int(limit)) if limit else streams)
 
 
@@ -387,7 +372,7 @@ def run_pipeline(runner, sources, options=DetectOptions(), sinks=(), max_frames=
     ``sources``: an open :class:`~edgecsp.runtime.sources.Source` or a list of them, one per stream
     (``max_frames`` is per stream); ``sinks``: :mod:`edgecsp.runtime.sinks` objects (per-stream outputs are
     ``stem-<i>.ext``). ``sync``: the single-threaded loop; otherwise pipelined with ``in_flight`` requests
-    (default: the runner's ``in_flight``, at least DEFAULT_IN_FLIGHT when it has ``submit``).
+    (default: the runner's ``in_flight``, at least DEFAULT_IN_FLIGHT).
     ``callback(stream_index, frame, detections)``, a shorthand for a CallbackSink, is called for every frame in
     order, before drawing. An error or Ctrl-C in any stage (opening the sinks included) aborts every sink,
     so no partial output is left, and is raised.
@@ -399,12 +384,15 @@ def run_pipeline(runner, sources, options=DetectOptions(), sinks=(), max_frames=
     if strays:
         raise TypeError("run_pipeline takes open Source objects, got {!r}: open specs with "
                         "edgecsp.runtime.inputs.open_sources(specs)".format(strays[0]))
+    if not isinstance(runner, BaseRunner):
+        raise TypeError("run_pipeline takes a runner (edgecsp.runtime.runner.BaseRunner), got {}: open artefacts "
+                        "with edgecsp.backends.open_runner(path)".format(type(runner).__name__))
     if runner.meta.task != "detect":  # before any frame
         raise UnsupportedError("{} is a {} model: edgecsp infer runs detectors".format(
             os.path.basename(str(runner.path)), runner.meta.task))
     sinks = ([CallbackSink(callback)] if callback is not None else []) + list(sinks)
     if in_flight is None:
-        in_flight = max(getattr(runner, "in_flight", 1), DEFAULT_IN_FLIGHT if hasattr(runner, "submit") else 1)
+        in_flight = max(runner.in_flight, DEFAULT_IN_FLIGHT)
     in_flight = positive_int(in_flight, "in_flight")
     max_frames = optional(positive_int, max_frames, "--max-frames")
     batch = batch_size_for(runner, len(sources))

@@ -9,7 +9,7 @@ import re
 import threading
 
 from edgecsp._lazy import require
-from edgecsp.backends.base import BaseRunner, InferHandle
+from edgecsp.runtime.runner import BaseRunner, InferHandle
 from edgecsp.errors import InputError, MetadataError, ServerError
 from edgecsp.runtime.meta import ModelMeta
 from edgecsp.serving.triton_config import meta_from_config
@@ -63,15 +63,6 @@ def open_server_runner(spec, **options):
             ", ".join("--" + k.replace("_", "-") for k in strays)))
     url, model = split_server_spec(spec)
     return TritonRunner(url, model)
-
-
-def open_spec_runner(spec, threads=None):
-    """An unopened runner for ``spec``: an artefact path (its backend's runner) or ``grpc://HOST:PORT/MODEL``."""
-    if is_server_spec(spec):
-        return open_server_runner(spec, threads=threads)
-    from edgecsp.backends import open_runner
-
-    return open_runner(spec, **({"threads": threads} if threads else {}))
 
 
 def _message(exc):

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from edgecsp.backends.base import InferHandle
+from edgecsp.runtime.runner import BaseRunner, InferHandle
 from edgecsp.errors import InputError
 from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
 from edgecsp.runtime.pipeline import DetectOptions, frames_in_memory, run_pipeline
@@ -42,17 +42,29 @@ class CountingSource(Source):
             yield Frame(i, image, "{}-{}".format(self.name, i))
 
 
-class FakeRunner(object):
-    """Detections that depend on each input image; ``batch`` None means a dynamic batch."""
+class FakeRunner(BaseRunner):
+    """Detections that depend on each input image; ``batch`` None means a dynamic batch. Entered on creation
+    (the pipeline gets open runners)."""
 
-    def __init__(self, batch=1, fail_at_call=None):
-        self.meta = META
-        self.input_shape = (batch, 3, 32, 32)
+    ARTEFACT_IS_FILE = False
+
+    def __init__(self, batch=1, fail_at_call=None, workers=None):
+        super(FakeRunner, self).__init__("fake")
+        self.batch_dim = batch
         self.calls = 0
         self.fail_at_call = fail_at_call
         self.batches = []
+        if workers:
+            self.set_in_flight(workers)
+        self.__enter__()
 
-    def infer(self, batch):
+    def _activate(self):
+        self._bind(META, "images", (self.batch_dim, 3, 32, 32), ["out"])
+
+    def _deactivate(self):
+        pass
+
+    def _infer(self, batch):
         self.calls += 1
         if self.calls == self.fail_at_call:
             raise RuntimeError("engine exploded")
@@ -65,13 +77,15 @@ class AsyncFakeRunner(FakeRunner):
     """``submit`` on worker threads with random delays: requests finish out of order."""
 
     def __init__(self, workers=3, **kw):
-        FakeRunner.__init__(self, **kw)
-        self.in_flight = workers
         self.pool = ThreadPoolExecutor(workers)
         self.lock = threading.Lock()
         self.rng = random.Random(0)
+        FakeRunner.__init__(self, workers=workers, **kw)
 
-    def submit(self, batch):
+    def _in_flight(self):
+        return self._requested_in_flight
+
+    def _submit(self, batch):
         handle = InferHandle()
         with self.lock:
             delay = self.rng.uniform(0, 0.004)
@@ -80,7 +94,7 @@ class AsyncFakeRunner(FakeRunner):
             time.sleep(delay)
             try:
                 with self.lock:
-                    outputs = self.infer(batch)
+                    outputs = self._infer(batch)
                 handle.set_result(outputs)
             except Exception as exc:
                 handle.set_error(exc)

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from edgecsp.backends.base import BaseRunner
+from edgecsp.runtime.runner import BaseRunner
 from edgecsp.build import BuildConfig, build
 from edgecsp.cli import main
 from edgecsp.errors import InputError

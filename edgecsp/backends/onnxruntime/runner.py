@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from edgecsp._files import require_file
 from edgecsp._lazy import require
-from edgecsp.backends.base import BaseRunner, InferHandle, check_threads
+from edgecsp.runtime.runner import BaseRunner, InferHandle, check_threads
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.runtime.meta import META_KEY, UINT8_NHWC_BGR, load_meta_or_raise
 

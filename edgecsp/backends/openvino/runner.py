@@ -4,7 +4,7 @@ import threading
 
 from edgecsp._files import reading, require_file
 from edgecsp._lazy import require
-from edgecsp.backends.base import BaseRunner, check_threads
+from edgecsp.runtime.runner import BaseRunner, check_threads
 from edgecsp.errors import InputError, MetadataError, UnsupportedError
 from edgecsp.runtime.meta import META_KEY, load_meta_or_raise
 from edgecsp.validate import choice, optional

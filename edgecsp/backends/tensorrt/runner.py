@@ -11,7 +11,7 @@ from typing import Dict, List, NamedTuple, Sequence, Tuple
 import numpy as np
 
 from edgecsp._lazy import require
-from edgecsp.backends.base import BaseRunner
+from edgecsp.runtime.runner import BaseRunner
 from edgecsp.backends.tensorrt.device import cuda_device
 from edgecsp.backends.tensorrt.logger import make_logger
 from edgecsp.backends.tensorrt.manifest import (check_engine_file, check_engine_manifest, engine_meta,

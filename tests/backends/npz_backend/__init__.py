@@ -9,7 +9,7 @@ line plus its tests" is checked, not claimed.
 import numpy as np
 
 from edgecsp._files import atomic_output, require_file
-from edgecsp.backends.base import BaseRunner, check_threads
+from edgecsp.runtime.runner import BaseRunner, check_threads
 from edgecsp.onnxio import load_onnx
 from edgecsp.runtime.meta import ModelMeta, load_meta_or_raise
 
