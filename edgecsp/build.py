@@ -125,7 +125,7 @@ def _is_bundle(folder):
 
 def _bundle_inputs(folder):
     """The files of a device bundle an engine is built from: its manifest, ONNX model(s) and calibration cache."""
-    from edgecsp.backends.tensorrt.bundle import CACHE_FILE
+    from edgecsp.backends.tensorrt.host.bundle import CACHE_FILE
     from edgecsp.backends.tensorrt.manifest import BUNDLE_MANIFEST
 
     names = sorted(os.listdir(str(folder)))

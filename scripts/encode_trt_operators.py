@@ -3,7 +3,7 @@
 
 Run once per new TensorRT release and commit both this script's output and the script:
 
-    python scripts/encode_trt_operators.py ../shared/fixtures/tensorrt edgecsp/backends/tensorrt/opsets.py
+    python scripts/encode_trt_operators.py ../shared/fixtures/tensorrt edgecsp/backends/tensorrt/host/opsets.py
 
 The lint reads the generated module, never the markdown. Facts that the matrices do not state but that are known
 to break builds (``CURATED``) are added here with their source, so every rule the lint applies is in one place.
@@ -148,7 +148,7 @@ def render(matrices):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("fixtures", help="folder with onnx-tensorrt-operators-X.Y-GA.md files")
-    parser.add_argument("output", help="the Python module to write (edgecsp/backends/tensorrt/opsets.py)")
+    parser.add_argument("output", help="the Python module to write (edgecsp/backends/tensorrt/host/opsets.py)")
     args = parser.parse_args(argv)
     text = render(encode(args.fixtures))
     write_text_atomic(args.output, text)

@@ -123,7 +123,7 @@ def test_a_tampered_ir_is_refused_by_infer_and_package(demo_ir, image, tmp_path,
 
 def _bundle(tmp_path):
     from tests.backends.tensorrt import trt_models
-    from edgecsp.backends.tensorrt.bundle import write_bundle
+    from edgecsp.backends.tensorrt.host.bundle import write_bundle
 
     tiny = trt_models.save(trt_models.clean_model(), str(tmp_path / "tiny.onnx"))
     return write_bundle(tiny, str(tmp_path / "b"), None, "tx2")

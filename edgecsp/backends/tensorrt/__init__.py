@@ -5,7 +5,7 @@ engine on the device (from an ONNX or a bundle); ``Runner`` runs it with pycuda.
 numpy only: tensorrt, pycuda and onnx are imported by the functions that use them.
 """
 from edgecsp._lazy import available
-from edgecsp.backends.tensorrt.bundle import write_bundle
+from edgecsp.backends.tensorrt.host.bundle import write_bundle
 from edgecsp.backends.tensorrt.device import build_problem
 from edgecsp.backends.tensorrt.engine_build import build, build_from_bundle
 from edgecsp.backends.tensorrt.options import BUILD_OPTIONS, TensorRTOptions

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgecsp._files import write_bytes_atomic
 from edgecsp._lazy import require
-from edgecsp.backends.tensorrt.calib_cache import restamp
+from edgecsp.backends.tensorrt.cache_format import restamp
 from edgecsp.errors import InputError
 
 # cache-header algorithm -> TensorRT calibrator class that reads and writes it

@@ -12,12 +12,11 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 from edgecsp import __version__
 from edgecsp._files import atomic_outputs, write_bytes_atomic
 from edgecsp._lazy import require
-from edgecsp.backends.tensorrt.bundle import engine_name
-from edgecsp.backends.tensorrt.calib_cache import ALGORITHMS
+from edgecsp.backends.tensorrt.cache_format import ALGORITHMS
 from edgecsp.backends.tensorrt.calib_data import calibration_set
 from edgecsp.backends.tensorrt.device import cuda_device
-from edgecsp.backends.tensorrt.manifest import (EngineManifest, check_bundle_files, confined, manifest_path, read_bundle,
-                                               to_json)
+from edgecsp.backends.tensorrt.manifest import (EngineManifest, check_bundle_files, confined, engine_name, manifest_path,
+                                               read_bundle, to_json)
 from edgecsp.backends.tensorrt.options import make_options
 from edgecsp.backends.tensorrt.logger import build_failure_message, make_logger
 from edgecsp.backends.tensorrt.policy import (check_device_calibration, check_precision_policy, device_mismatch,
@@ -309,7 +308,7 @@ def build(onnx_path, out_path, precision=None, target="x86-cuda", **options):
     if os.path.isdir(str(onnx_path)):
         return build_from_bundle(onnx_path, out_path, precision, target, **options)
     from edgecsp._lazy import available
-    from edgecsp.backends.tensorrt.bundle import write_bundle
+    from edgecsp.backends.tensorrt.host.bundle import write_bundle
 
     host_options = dict(options, calibrate_on="device")
     if not available("onnxruntime"):

@@ -15,6 +15,7 @@ from edgecsp.errors import InputError, MetadataError, UnsupportedError
 from edgecsp.runtime.meta import ModelMeta
 from edgecsp.runtime.schema import (Field, confined_path, file_name, flag, free_json, integer, list_of, one_of, optional,
                                     read_file, read_record, sha256, text)
+from edgecsp.targets import get_target
 from edgecsp.validate import shown
 
 BUNDLE_MANIFEST = "bundle.json"
@@ -151,6 +152,13 @@ def confined(folder, name, what):
     # type: (str, str, str) -> str
     """``folder/name`` for a file a bundle's manifest names, kept inside the bundle (``confined_path``)."""
     return confined_path(folder, name, what, "a bundle holds its own files; copy the bundle from the host again")
+
+
+def engine_name(manifest):
+    # type: (BundleManifest) -> str
+    """The engine file the device build writes inside the bundle: ``<onnx stem>-<target>-<precision>.engine``."""
+    stem = os.path.splitext(manifest.onnx)[0]
+    return "{}-{}-{}{}".format(stem, manifest.target, manifest.precision, get_target(manifest.target).suffix)
 
 
 # -- bundles --------------------------------------------------------------------------------------------------

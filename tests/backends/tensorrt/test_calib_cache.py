@@ -4,9 +4,10 @@ import struct
 import numpy as np
 import pytest
 
-from edgecsp.backends.tensorrt.calib_cache import (activation_histograms, cache_header, calibration_cache,
-                                                   compute_amaxes, entropy_amax, format_cache, hex_to_scale,
-                                                   parse_cache, percentile_amax, restamp, scale_to_hex)
+from edgecsp.backends.tensorrt.cache_format import (cache_header, format_cache, hex_to_scale, parse_cache, restamp,
+                                                   scale_to_hex)
+from edgecsp.backends.tensorrt.host.calib_cache import (activation_histograms, calibration_cache, compute_amaxes,
+                                                        entropy_amax, percentile_amax)
 from edgecsp.errors import InputError
 
 from tests.backends.tensorrt import trt_models

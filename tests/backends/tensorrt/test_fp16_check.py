@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from edgecsp.backends.tensorrt.fp16_check import FP16_MAX, float_tensors, fp16_range_report, report_dict
+from edgecsp.backends.tensorrt.host.fp16_check import FP16_MAX, float_tensors, fp16_range_report, report_dict
 
 from tests.backends.tensorrt import trt_models
 

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from edgecsp.backends import read_artefact_meta
-from edgecsp.backends.tensorrt import bundle as bundle_module
-from edgecsp.backends.tensorrt.bundle import write_bundle
-from edgecsp.backends.tensorrt.calib_cache import activation_histograms, compute_amaxes, parse_cache
+from edgecsp.backends.tensorrt.host import bundle as bundle_module
+from edgecsp.backends.tensorrt.host.bundle import write_bundle
+from edgecsp.backends.tensorrt.cache_format import parse_cache
+from edgecsp.backends.tensorrt.host.calib_cache import activation_histograms, compute_amaxes
 from edgecsp.backends.tensorrt.calib_data import calibration_set
 from edgecsp.backends.tensorrt.options import make_options
-from edgecsp.backends.tensorrt.lint import lint_model
+from edgecsp.backends.tensorrt.host.lint import lint_model
 from edgecsp.backends.tensorrt.manifest import (BUNDLE_MANIFEST, check_bundle_files, read_bundle, sha256_of)
 from edgecsp.build import BuildConfig, build
 from edgecsp.cli import main

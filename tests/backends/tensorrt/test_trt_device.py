@@ -8,7 +8,7 @@ import pytest
 
 from edgecsp.backends import open_runner, read_artefact_meta
 from edgecsp.backends.tensorrt import engine_build
-from edgecsp.backends.tensorrt.calib_cache import format_cache
+from edgecsp.backends.tensorrt.cache_format import format_cache
 from edgecsp.backends.tensorrt.calibrator import calibrator_class_name, make_calibrator
 from edgecsp.backends.tensorrt.engine_build import (MIB, layers_to_pin, plan_engine, profile_shapes,
                                                     timing_cache_path)
@@ -189,7 +189,7 @@ def test_configure_and_pin_on_tensorrt_8_2():
 @pytest.mark.gpu
 def test_engine_builds_and_matches_onnxruntime(tmp_path):
     from edgecsp.backends.tensorrt import build_problem
-    from edgecsp.backends.tensorrt.bundle import write_bundle
+    from edgecsp.backends.tensorrt.host.bundle import write_bundle
 
     if build_problem("x86-cuda"):
         pytest.skip(build_problem("x86-cuda"))

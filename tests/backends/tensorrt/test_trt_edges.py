@@ -8,9 +8,9 @@ import pytest
 
 
 from edgecsp.backends import get_backend
-from edgecsp.backends.tensorrt.bundle import write_bundle
+from edgecsp.backends.tensorrt.host.bundle import write_bundle
 from edgecsp.backends.tensorrt.engine_build import plan_engine
-from edgecsp.backends.tensorrt.lint import lint_model
+from edgecsp.backends.tensorrt.host.lint import lint_model
 from edgecsp.backends.tensorrt.manifest import BUNDLE_MANIFEST, check_bundle_files, read_bundle
 from edgecsp.backends.tensorrt.options import make_options
 from edgecsp.build import BuildConfig, build, resolve_mode

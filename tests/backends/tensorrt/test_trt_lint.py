@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from edgecsp.backends.tensorrt.fit import decompose_mish, fit_graph, name_nodes
-from edgecsp.backends.tensorrt.lint import errors_of, lint_model, raise_on_errors, targets_supporting
+from edgecsp.backends.tensorrt.host.fit import decompose_mish, fit_graph, name_nodes
+from edgecsp.backends.tensorrt.host.lint import errors_of, lint_model, raise_on_errors, targets_supporting
 from edgecsp.errors import UnsupportedError
 
 from tests.backends.tensorrt import trt_models
@@ -62,7 +62,7 @@ def test_efficient_nms_on_tensorrt_82_is_a_warning():
 
 @pytest.mark.onnxruntime
 def test_custom_mish_is_decomposed_and_computes_mish():
-    from edgecsp.backends.tensorrt.fp16_check import exposing_session
+    from edgecsp.backends.tensorrt.host.fp16_check import exposing_session
 
     model, count = decompose_mish(trt_models.custom_mish_model())
     assert count == 1 and [n.op_type for n in model.graph.node][:4] == ["MaxPool", "Softplus", "Tanh", "Mul"]

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from edgecsp.backends.tensorrt.opsets import MATRICES
+from edgecsp.backends.tensorrt.host.opsets import MATRICES
 from tests.gates import ROOT, SHARED_FIXTURES
 
 FIXTURES = os.path.join(SHARED_FIXTURES, "tensorrt")
@@ -25,7 +25,7 @@ needs_fixtures = pytest.mark.fixtures
 @needs_fixtures
 def test_committed_module_is_what_the_script_generates_from_the_fixtures():
     script = _script()
-    with open(os.path.join(ROOT, "edgecsp", "backends", "tensorrt", "opsets.py")) as handle:
+    with open(os.path.join(ROOT, "edgecsp", "backends", "tensorrt", "host", "opsets.py")) as handle:
         committed = handle.read()
     assert script.render(script.encode(FIXTURES)) == committed, "re-run scripts/encode_trt_operators.py"
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from edgecsp.backends import get_backend, list_backends
-from edgecsp.backends.tensorrt.lint import matrix_for, matrix_key
+from edgecsp.backends.tensorrt.host.lint import matrix_for, matrix_key
 from edgecsp.backends.tensorrt.policy import (OVERRIDE_FLAG, check_dla, check_precision_policy, device_mismatch,
                                               int8_refusal, sm_label)
 from edgecsp.backends.tensorrt.versions import (closest_at_or_below, parse_version, version_in_range,

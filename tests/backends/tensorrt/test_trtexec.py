@@ -1,5 +1,5 @@
 """The trtexec line equivalent to an edgecsp device build, per TensorRT version."""
-from edgecsp.backends.tensorrt.trtexec import format_command, trtexec_args, workspace_flag
+from edgecsp.backends.tensorrt.host.trtexec import format_command, trtexec_args, workspace_flag
 
 
 def test_workspace_flag_follows_the_tensorrt_version():

@@ -14,16 +14,17 @@ from typing import List, Optional
 from edgecsp import __version__
 from edgecsp._files import atomic_folder, file_sha256, write_json
 from edgecsp._lazy import require
-from edgecsp.backends.tensorrt.calib_cache import ALGORITHMS, calibration_cache, parse_cache
+from edgecsp.backends.tensorrt.cache_format import ALGORITHMS, parse_cache
+from edgecsp.backends.tensorrt.host.calib_cache import calibration_cache
 from edgecsp.backends.tensorrt.calib_data import batch_size_of, calibration_set
-from edgecsp.backends.tensorrt.fit import fit_graph
-from edgecsp.backends.tensorrt.lint import errors_of, lint_model, matrix_key, raise_on_errors
-from edgecsp.backends.tensorrt.manifest import BUNDLE_MANIFEST, BundleManifest, to_json
+from edgecsp.backends.tensorrt.host.fit import fit_graph
+from edgecsp.backends.tensorrt.host.lint import errors_of, lint_model, matrix_key, raise_on_errors
+from edgecsp.backends.tensorrt.manifest import BUNDLE_MANIFEST, BundleManifest, engine_name, to_json
 from edgecsp.backends.tensorrt.options import make_options
 from edgecsp.backends.tensorrt.policy import (OVERRIDE_FLAG, check_device_calibration, check_dla, check_input_form,
                                              check_precision_policy, sm_label)
-from edgecsp.backends.tensorrt.trtexec import (TRTEXEC, format_command, int8_problem, supports_layer_precisions,
-                                               trtexec_args)
+from edgecsp.backends.tensorrt.host.trtexec import (TRTEXEC, format_command, int8_problem,
+                                                    supports_layer_precisions, trtexec_args)
 from edgecsp.calibration.config import SOURCE_HELP
 from edgecsp.calibration.provenance import provenance_path, reusable_cache
 from edgecsp.errors import InputError, UnsupportedError
@@ -35,13 +36,6 @@ COMMANDS_FILE = "build_on_device.sh"
 README_FILE = "README.txt"
 CACHE_FILE = "calib.cache"
 FP16_REPORT = "fp16_range.json"
-
-
-def engine_name(manifest):
-    # type: (BundleManifest) -> str
-    """The engine file the device build writes inside the bundle: ``<onnx stem>-<target>-<precision>.engine``."""
-    stem = os.path.splitext(manifest.onnx)[0]
-    return "{}-{}-{}{}".format(stem, manifest.target, manifest.precision, get_target(manifest.target).suffix)
 
 
 def device_build_args(manifest, bundle_path=".", output=None):
@@ -270,7 +264,7 @@ def write_bundle(onnx_path, out_dir, precision=None, target="tx2", **options):
         elif precision == "fp32":
             fp16_record["why_not"] = "FP32 build"
         elif calib_set is not None:
-            from edgecsp.backends.tensorrt.fp16_check import fp16_range_report, report_dict
+            from edgecsp.backends.tensorrt.host.fp16_check import fp16_range_report, report_dict
 
             overflowing = fp16_range_report(model, calib_set)
             _write(os.path.join(folder, FP16_REPORT),

@@ -1,93 +1,17 @@
-"""INT8 calibration computed on the host, written in TensorRT's calibration-cache text format.
+"""INT8 calibration computed on the host: a TensorRT calibration cache from activation histograms.
 
-Format (what TensorRT's calibrators read and write)::
-
-    TRT-8502-EntropyCalibration2
-    images: 3c010204
-    /backbone/conv1/Conv_output_0: 3d2f1a5c
-
-The header names NV_TENSORRT_VERSION and the calibrator algorithm; each line is a tensor name and its scale
-(``amax / 127``) as the hex of the big-endian IEEE-754 float32. The amax per tensor comes from a histogram of
-|x| over the calibration batches: ``entropy`` (the KL-divergence search of TensorRT's EntropyCalibration2, as
-NVIDIA's pytorch-quantization implements it), ``minmax`` or ``percentile``.
-
-The format functions are pure (Python 3.6, numpy only) and used on the device to re-stamp a cache for the
-installed TensorRT; the histogram collection runs the model with ONNX Runtime on the host.
+The amax per tensor comes from a histogram of |x| over the calibration batches, the model run with ONNX Runtime:
+``entropy`` (the KL-divergence search of TensorRT's EntropyCalibration2, as NVIDIA's pytorch-quantization
+implements it), ``minmax`` or ``percentile``; the cache is written in TensorRT's text format
+(``edgecsp.backends.tensorrt.cache_format``). Host only.
 """
-import struct
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from edgecsp.backends.tensorrt.versions import version_number
-from edgecsp.errors import InputError
-from edgecsp.validate import ascii_digits
+from edgecsp.backends.tensorrt.cache_format import ALGORITHMS, MIN_AMAX, QUANT_MAX, format_cache
 
-QUANT_MAX = 127.0
 HISTOGRAM_BINS = 2048
-# method -> the calibrator algorithm the header names (the device reads the cache with that calibrator class)
-ALGORITHMS = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalibration", "percentile": "MinMaxCalibration"}
-KNOWN_ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
-MIN_AMAX = 1e-6  # an all-zero tensor still gets a positive scale
-
-
-# -- the text format ------------------------------------------------------------------------------------------
-def scale_to_hex(scale):
-    # type: (float) -> str
-    return struct.pack(">f", float(scale)).hex()
-
-
-def hex_to_scale(text):
-    # type: (str) -> float
-    return struct.unpack(">f", bytes.fromhex(text.strip().rjust(8, "0")))[0]
-
-
-def cache_header(trt_version, algorithm="EntropyCalibration2"):
-    # type: (str, str) -> str
-    return "TRT-{}-{}".format(version_number(trt_version), algorithm)
-
-
-def format_cache(amaxes, trt_version, algorithm="EntropyCalibration2"):
-    # type: (Dict[str, float], str, str) -> str
-    """The cache text for ``{tensor: amax}`` (scale = amax / 127), tensors in the given order."""
-    lines = [cache_header(trt_version, algorithm)]
-    for name, amax in amaxes.items():
-        lines.append("{}: {}".format(name, scale_to_hex(np.float32(max(float(amax), MIN_AMAX) / QUANT_MAX))))
-    return "\n".join(lines) + "\n"
-
-
-def parse_cache(text):
-    # type: (str) -> Tuple[int, str, Dict[str, float]]
-    """``(version number, algorithm, {tensor: scale})`` from cache text; InputError when it is not a cache.
-
-    Names may contain ':' (PyTorch writes ``onnx::Conv_12``): the scale is what follows the last one.
-    """
-    lines = [line for line in text.splitlines() if line.strip()]
-    parts = lines[0].strip().split("-", 2) if lines else []
-    if len(parts) != 3 or parts[0] != "TRT" or not ascii_digits(parts[1]):
-        raise InputError("not a TensorRT calibration cache: the first line must look like "
-                         "TRT-8201-EntropyCalibration2, got {!r}".format(lines[0] if lines else ""))
-    scales = {}
-    for number, line in enumerate(lines[1:], 2):
-        name, sep, value = line.rpartition(":")
-        try:
-            scales[name.strip()] = hex_to_scale(value)
-        except (ValueError, struct.error):
-            sep = ""
-        if not sep or not name.strip():
-            raise InputError("calibration cache line {} is not 'tensor: hexscale': {!r}".format(number, line))
-    return int(parts[1]), parts[2], scales
-
-
-def restamp(text, trt_version, algorithm=None):
-    # type: (str, str, Optional[str]) -> str
-    """``text`` with its header naming ``trt_version`` (and ``algorithm`` when given): the scales depend on
-    neither, but TensorRT rejects a cache whose header names another version or another calibrator class than
-    the one reading it (the device re-stamps a host cache before handing it over)."""
-    _, found, _ = parse_cache(text)
-    algorithm = algorithm or found
-    body = text.split("\n", 1)[1] if "\n" in text else ""
-    return cache_header(trt_version, algorithm) + "\n" + body
 
 
 # -- amax from a histogram of |x| -----------------------------------------------------------------------------
@@ -158,7 +82,7 @@ def activation_histograms(model, batches_fn, bins=HISTOGRAM_BINS):
     Two passes over ``batches_fn()`` (a fresh iterator each call): the first finds each tensor's max |x|, the
     second fills ``bins`` equal bins over [0, max] — so every histogram covers its tensor's whole range.
     """
-    from edgecsp.backends.tensorrt.fp16_check import exposing_session, float_tensors
+    from edgecsp.backends.tensorrt.host.fp16_check import exposing_session, float_tensors
 
     input_name = model.graph.input[0].name
     names = [input_name] + [t[0] for t in float_tensors(model) if t[0] != input_name]
@@ -194,8 +118,3 @@ def calibration_cache(model, batches_fn, trt_version, method="entropy", percenti
     """``(cache text, {tensor: amax})`` for ``model`` calibrated on ``batches_fn()`` with ``method``."""
     amaxes = compute_amaxes(activation_histograms(model, batches_fn), method, percentile)
     return format_cache(amaxes, trt_version, ALGORITHMS[method]), amaxes
-
-
-def tensors_in_cache(text):
-    # type: (str) -> List[str]
-    return list(parse_cache(text)[2])

@@ -6,7 +6,7 @@ reliably, so a too-new opset is refused with the `edgecsp export --opset N` that
 from typing import List, Tuple
 
 from edgecsp._lazy import available, require
-from edgecsp.backends.tensorrt.lint import DEFAULT_DOMAINS, matrix_for
+from edgecsp.backends.tensorrt.host.lint import DEFAULT_DOMAINS, matrix_for
 from edgecsp.onnxio import check_opset, onnx_opset, set_onnx_meta
 from edgecsp.targets import get_target
 

@@ -7,7 +7,7 @@ schemas map restriction names such as Resize ``scales`` to input positions). Pyt
 """
 from typing import List, NamedTuple
 
-from edgecsp.backends.tensorrt.opsets import MATRICES
+from edgecsp.backends.tensorrt.host.opsets import MATRICES
 from edgecsp.backends.tensorrt.versions import closest_at_or_below
 from edgecsp.errors import UnsupportedError
 from edgecsp.targets import get_target, list_targets
