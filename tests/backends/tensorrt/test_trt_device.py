@@ -213,3 +213,16 @@ def test_runner_refuses_an_engine_from_another_tensorrt(tmp_path):
     with pytest.raises(UnsupportedError, match="built with TensorRT 0.0.1.*rebuild it on this device"):
         with open_runner(engine):
             pass
+
+
+def test_the_device_half_loads_nothing_from_host():
+    """Importing the backend, its engine build and runner (what a Jetson loads) never imports backends/tensorrt/host
+    (the bundle writer, lint, fit, FP16 check, histogram calibration)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, edgecsp.backends.tensorrt, edgecsp.backends.tensorrt.engine_build, "
+            "edgecsp.backends.tensorrt.runner, edgecsp.backends.tensorrt.calibrator; "
+            "print(sorted(m for m in sys.modules if m.startswith('edgecsp.backends.tensorrt.host')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
