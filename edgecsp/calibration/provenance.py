@@ -15,7 +15,7 @@ import sys
 
 from edgecsp._files import file_sha256 as file_digest
 from edgecsp.errors import InputError
-from edgecsp.validate import shown
+from edgecsp.validate import printable
 from edgecsp.runtime.schema import Field, confined_path, file_name, free_json, integer, one_of, optional, read_file, sha256, text
 from edgecsp.runtime.schema import read_record as read_record_fields
 
@@ -109,18 +109,18 @@ def check_reuse(record, model_sha256, meta, method=None, where="calibration reco
     if old_model.get("sha256") != str(model_sha256):
         raise InputError("refusing to reuse {}: it was calibrated for model {} (sha256 {}) but this build's model "
                          "has sha256 {}; recalibrate with --calib instead of --calib-cache".format(
-                             where, shown(old_model.get("name") or "?", 60), shown(str(old_model.get("sha256"))[:12]),
+                             where, printable(old_model.get("name") or "?")[:60], printable(old_model.get("sha256"))[:12],
                              str(model_sha256)[:12]))
     old, new = record.get("preprocessing") or {}, preprocessing_of(meta)
     changed = [k for k in PREPROCESSING_KEYS if old.get(k) != new.get(k)]
     if changed:
         raise InputError("refusing to reuse {}: its preprocessing differs from this model's ({}); recalibrate with "
                          "--calib instead of --calib-cache".format(where, ", ".join(
-                             "{} {} -> {}".format(k, shown(old.get(k), 40), new.get(k)) for k in changed)))
+                             "{} {} -> {}".format(k, printable(old.get(k))[:40], new.get(k)) for k in changed)))
     old_method = (record.get("algorithm") or {}).get("method")
     if method is not None and old_method != method:
         raise InputError("refusing to reuse {}: it was made with calibration method {!r}, this build uses {!r}; "
-                         "recalibrate with --calib".format(where, shown(old_method, 40), method))
+                         "recalibrate with --calib".format(where, printable(old_method)[:40], method))
     return record
 
 
