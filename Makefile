@@ -6,6 +6,10 @@ OUT ?= out
 MODEL := shapes_tiny_csp
 ONNX := engines/$(MODEL).onnx
 IR := engines/$(MODEL)-cpu-fp32.xml
+# Debian's GStreamer-enabled OpenCV and GStreamer's software elements: the --gst pipelines are played under
+# /usr/bin/python3 (tests/runtime/test_gstreamer_play.py, gate "gstreamer" in tests/gates.py)
+GST_APT := python3-opencv python3-numpy gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-libav python3-gi gir1.2-gst-rtsp-server-1.0
 
 .PHONY: demo test bench venv clean
 
@@ -29,6 +33,14 @@ $(VENV)/.installed: pyproject.toml
 	# YOLOX's own export and post-processing (compiles a small C++ extension against torch: needs g++)
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation yolox==0.3.0 loguru==0.7.3 \
 		thop==0.1.1.post2209072238
+	# system packages for the GStreamer play tests, as root only (elsewhere those tests skip, naming this line);
+	# apt-get update only when the package lists are too old to have them
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 $(GST_APT) >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 \
+			$(GST_APT) >/dev/null; }; \
+	else echo "not root: apt-get install $(GST_APT) skipped (the GStreamer play tests will skip)"; fi
 	touch $@
 
 demo: venv
@@ -39,7 +51,10 @@ demo: venv
 	$(BIN)/edgecsp infer --engine $(IR) $(OUT)/demo.mp4 --save $(OUT)/demo-annotated.mp4 --json $(OUT)/demo-detections.jsonl
 	@echo "annotated video: $(OUT)/demo-annotated.mp4   detections: $(OUT)/demo-detections.jsonl"
 
+# the CPython 3.6 "JetPack in a box" env of the device tests (tests/device36.py), built once into .cache/py36/
+# (about 20 s with PyPI at hand; it prints "skipped" where pyenv has no 3.6, and those tests skip, saying so)
 test: venv
+	$(BIN)/python scripts/python36_env.py
 	$(BIN)/python -m pytest -q -ra
 
 # docs/benchmarks.md + .png: edgecsp vs PyTorch / OpenCV / other builds, side by side on this machine (~15 min)

@@ -17,7 +17,7 @@ from edgecsp._lazy import available, check_numpy
 from edgecsp.backends import get_backend, get_backend_record
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.onnxio import ONNX_HINT, check_opset, load_onnx, onnx_opset
-from edgecsp.targets import check_precision, get_target
+from edgecsp.targets import check_precision, dla_tag, get_target
 from edgecsp.validate import choice
 
 DEFAULT_FOLDER = "engines"
@@ -42,12 +42,14 @@ PATHS = (("onnx_path", "ONNX", READS), ("calib", "--calib", READS_SPEC), ("calib
          ("timing_cache", "--timing-cache", WRITES))
 
 
-def default_output(onnx_path, target, precision, folder=DEFAULT_FOLDER, bundle=False):
-    # type: (str, str, str, str, bool) -> str
+def default_output(onnx_path, target, precision, folder=DEFAULT_FOLDER, bundle=False, dla_core=None):
+    # type: (str, str, str, str, bool, Optional[int]) -> str
+    """``<folder>/<onnx stem>-<target>-<precision>[-dla<N>]<suffix or -bundle>``: a DLA build never takes the name
+    of the GPU one."""
     target = get_target(target)
     stem = os.path.splitext(os.path.basename(str(onnx_path)))[0]
-    return os.path.join(folder, "{}-{}-{}{}".format(stem, target.name, precision,
-                                                    BUNDLE_SUFFIX if bundle else target.suffix))
+    return os.path.join(folder, "{}-{}-{}{}{}".format(stem, target.name, precision, dla_tag(dla_core),
+                                                      BUNDLE_SUFFIX if bundle else target.suffix))
 
 
 def check_source(onnx_path, target):
@@ -105,15 +107,15 @@ def check_options(options, target, backend):
     return options
 
 
-def resolve_output(output, onnx_path, target, precision, bundle):
+def resolve_output(output, onnx_path, target, precision, bundle, dla_core=None):
     # type: (Optional[str], str, ...) -> str
     """Where the artefact goes: ``output``, or the default name in the default folder or in ``output`` when that
     is an existing folder (for a bundle, a folder that is not itself a bundle)."""
     if output is None:
-        return default_output(onnx_path, target, precision, bundle=bundle)
+        return default_output(onnx_path, target, precision, bundle=bundle, dla_core=dla_core)
     output = str(output)
     if os.path.isdir(output) and not (bundle and _is_bundle(output)):
-        return default_output(onnx_path, target, precision, folder=output, bundle=bundle)
+        return default_output(onnx_path, target, precision, folder=output, bundle=bundle, dla_core=dla_core)
     return output
 
 
@@ -144,7 +146,8 @@ def build(config):
         return _build_from_bundle(config, target, backend, options)
     precision = check_precision(target, config.precision)
     mode = resolve_mode(config.mode, target, backend)
-    output = resolve_output(config.output, source, target, precision, bundle=(mode == "bundle"))
+    output = resolve_output(config.output, source, target, precision, bundle=(mode == "bundle"),
+                            dla_core=options.get("dla_core"))
     if mode == "here" and os.path.splitext(output)[1].lower() != target.suffix:
         raise InputError("target {} writes {} artefacts, but the output is {}".format(
             target.name, target.suffix, output))

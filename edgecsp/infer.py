@@ -1,4 +1,5 @@
 """Library entry point of ``edgecsp infer``: open the artefact's runner and run the detection pipeline."""
+import os
 from typing import NamedTuple, Optional
 
 from edgecsp._files import READS, READS_SPEC, WRITES, check_paths
@@ -47,6 +48,12 @@ def check_options(config):
         raise InputError("--sync runs one request at a time: drop --in-flight or --sync")
     if (config.engine is None) == (config.server is None):
         raise InputError("pass either --engine ARTEFACT or --server grpc://HOST:PORT --model NAME")
+    if config.engine is not None and os.path.isdir(str(config.engine)):
+        from edgecsp.backends.tensorrt.manifest import bundle_given_as_engine
+
+        problem = bundle_given_as_engine(config.engine)  # a device bundle: its engine is built on the device first
+        if problem:
+            raise InputError("--engine " + problem)
     if config.server is None and config.model is not None:
         raise InputError("--model names a model on a server: pass --server grpc://HOST:PORT too")
     if config.server is not None:

@@ -3,6 +3,7 @@
 Adding a device means adding a record to ``_TARGETS``; nothing else in edgecsp branches on a target's name.
 Python 3.6 compatible (it is read on the Jetson).
 """
+import re
 from typing import List, NamedTuple, Optional, Tuple
 
 from edgecsp.errors import UnsupportedError
@@ -130,7 +131,7 @@ _TARGETS = (
     Target(
         name="orin",
         backend="tensorrt",
-        description="Jetson AGX Orin / Orin NX (Ampere): FP16, INT8, 2 DLA cores",
+        description="Jetson AGX Orin / Orin NX (Ampere) on JetPack 6 (L4T r36): FP16, INT8, 2 DLA cores",
         precisions=("fp16", "int8", "fp32"),
         default_precision="fp16",
         max_opset=17,
@@ -163,10 +164,19 @@ _TARGETS = (
 )
 
 
-# Orin Nano is an Orin without DLA cores: its record follows orin's
+# Orin Nano is an Orin without DLA cores: its record follows orin's. An AGX Orin / Orin NX on JetPack 5.1 (L4T
+# r35.2: TensorRT 8.5.2, Python 3.8) is `orin-jp5`, a record of its own: an engine only runs on the TensorRT that
+# built it, so one name cannot cover two JetPacks, and `orin` keeps meaning what it always meant (JetPack 6).
+# Orin Nano needs JetPack 5.1.1 (L4T r35.3.1), newer than the jetpack5 image: it has no JetPack 5 record.
 _ORIN = [t.name for t in _TARGETS].index("orin")
-_TARGETS = _TARGETS[:_ORIN + 1] + (_TARGETS[_ORIN]._replace(
-    name="orin-nano", dla_cores=0, description="Jetson Orin Nano (Ampere): FP16, INT8; no DLA"),) + _TARGETS[_ORIN + 1:]
+_TARGETS = _TARGETS[:_ORIN + 1] + (
+    _TARGETS[_ORIN]._replace(name="orin-nano", dla_cores=0,
+                             description="Jetson Orin Nano (Ampere) on JetPack 6 (L4T r36): FP16, INT8; no DLA"),
+    _TARGETS[_ORIN]._replace(name="orin-jp5", max_opset=17, device_python="3.8", trt_version=("8.5.2", "8.5.2"),
+                             jetpack="5.1", l4t="r35.2", cuda="11.4", docker="jetpack5",
+                             description="Jetson AGX Orin / Orin NX (Ampere) on JetPack 5.1 (L4T r35.2): FP16, INT8, "
+                                         "2 DLA cores"),
+) + _TARGETS[_ORIN + 1:]
 
 
 def list_targets():
@@ -197,3 +207,12 @@ def check_precision(target, precision=None):
         raise UnsupportedError("target {} does not support precision {!r}: choose one of {}".format(
             target.name, precision, ", ".join(target.precisions)))
     return precision
+
+
+def dla_tag(dla_core):
+    # type: (object) -> str
+    """``-dla0`` in the name of an artefact built for DLA core 0, "" for the GPU: a DLA build never takes the name
+    (and so never replaces the bundle or engine) of the GPU one."""
+    if dla_core is None or isinstance(dla_core, bool) or not re.match(r"[0-9]{1,3}\Z", str(dla_core)):
+        return ""  # not a core number: check_dla refuses it before anything is written
+    return "-dla{}".format(int(dla_core))

@@ -58,6 +58,48 @@ def _user_namespaces():
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
 
+# Debian's python3-opencv is built with GStreamer (pip's is not): tests/runtime/test_gstreamer_play.py plays the
+# --gst pipelines under that Python, in a subprocess. `make test` apt-installs GST_APT where it runs as root.
+GST_PYTHON = os.environ.get("EDGECSP_GST_PYTHON", "/usr/bin/python3")
+GST_APT = ("python3-opencv python3-numpy gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad "
+           "gstreamer1.0-libav python3-gi gir1.2-gst-rtsp-server-1.0")
+_GST_PROBE = """
+import sys
+import cv2
+import gi
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst, GstRtspServer
+from edgecsp.runtime import gstreamer
+Gst.init(None)
+needed = set(name for _, _, names in gstreamer.ELEMENT_PACKAGES for name in names
+             if name not in gstreamer.SOFTWARE_STANDINS) | {"filesrc", "rtph264pay"}
+missing = sorted(name for name in needed if Gst.ElementFactory.find(name) is None)
+sys.exit(0 if gstreamer.opencv_has_gstreamer(cv2.getBuildInformation()) and not missing else 1)
+"""
+_GST_OPEN = []
+
+
+def _gstreamer_python():
+    """GST_PYTHON imports edgecsp's runtime, its cv2 has GStreamer, and the software elements and gst-rtsp-server
+    are there (asked once: a subprocess)."""
+    import subprocess
+
+    if not _GST_OPEN:
+        env = dict(os.environ, PYTHONPATH=ROOT, PYTHONDONTWRITEBYTECODE="1")
+        try:
+            _GST_OPEN.append(subprocess.run([GST_PYTHON, "-c", _GST_PROBE], env=env, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL, timeout=120).returncode == 0)
+        except (OSError, subprocess.TimeoutExpired):  # no such Python, or a GStreamer registry that hangs
+            _GST_OPEN.append(False)
+    return _GST_OPEN[0]
+
+
+def _apt_as_root():
+    """`make test` installs system packages only as root with apt-get (the Makefile's test for it)."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
 # marker -> (is it there?, what it needs, installed by `make test` (so CI fails rather than skips))
 GATES = dict(
     [(b.name, (lambda package=b.package: available(package), "the {} package ({})".format(b.package, b.description),
@@ -89,6 +131,12 @@ GATES = dict(
                                                                "installs it)", True)),
         ("userns", (_user_namespaces, "unshare with user and mount namespaces (util-linux; unprivileged user "
                                       "namespaces enabled)", False)),
+        # JetPack in a box (tests/device36.py): `make test` builds the 3.6 env, not the interpreter itself
+        ("py36", (lambda: __import__("tests.device36", fromlist=["find_python36"]).find_python36() is not None,
+                  "a CPython 3.6 (pyenv install 3.6.15, or EDGECSP_PYTHON36): the Python of JetPack 4.6", False)),
+        ("gstreamer", (_gstreamer_python, "{} with OpenCV built with GStreamer and GStreamer's software elements "
+                                          "(as root: apt-get install -y --no-install-recommends {}; `make test` does "
+                                          "it when run as root)".format(GST_PYTHON, GST_APT), _apt_as_root())),
         ("gpu", (_nvidia_gpu, "an NVIDIA GPU", False)),
         ("jetson", (lambda: os.path.isfile("/etc/nv_tegra_release"), "a Jetson (L4T)", False)),
     ])

@@ -71,7 +71,9 @@ def test_a_folder_is_replaced_whole(tmp_path):
 
 
 def test_leftovers_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    # stdout=PIPE, universal_newlines: this module also runs on Python 3.6 (tests/device/test_python36_device.py)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], stdout=subprocess.PIPE,
+                          universal_newlines=True)
     dead_pid = int(dead.stdout)
     (tmp_path / ".a.xml.{}-0123abcd.partial".format(dead_pid)).mkdir()
     (tmp_path / ".a.xml.{}-0123abcd.old".format(dead_pid)).mkdir()

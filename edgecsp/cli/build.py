@@ -1,7 +1,8 @@
 """``edgecsp build --target T model.onnx``: compile an exported ONNX into the target's artefact.
 
-TensorRT targets (tx2, nano, xavier-nx, agx-xavier, orin, x86-cuda) build their engine on the device: on any
-other machine this writes a device bundle (a folder) and prints the command to run on the device.
+TensorRT targets (tx2, nano, xavier-nx, agx-xavier, orin, orin-jp5, x86-cuda) build their engine on the device: on
+any other machine this writes a device bundle (a folder) and prints the command to run on the device. On the
+device, ``--from-trtexec ENGINE BUNDLE`` writes the manifest of an engine the bundle's trtexec line built.
 """
 import os
 
@@ -17,7 +18,8 @@ _INT8_OPTIONS = (("calib_count", "calib_count"), ("calib_seed", "calib_seed"), (
 
 def add_arguments(p):
     p.add_argument("onnx", help="ONNX model written by `edgecsp export` (on the device: a bundle folder)")
-    p.add_argument("--target", "-t", default="cpu", help="deployment target (see `edgecsp targets`; default cpu)")
+    p.add_argument("--target", "-t", help="deployment target (see `edgecsp targets`; default cpu, or with "
+                                          "--from-trtexec the bundle's)")
     p.add_argument("--precision", "-p", help="fp32 | fp16 | int8 (default: the target's default)")
     p.add_argument("--input", choices=("uint8", "float"),
                    help="cpu / cpu-ort: what the artefact takes: uint8 (default) = the letterboxed uint8 HWC BGR "
@@ -25,13 +27,17 @@ def add_arguments(p):
                         "batch (TensorRT targets: float by default; uint8 is an opt-in for TensorRT 8.5+ targets, "
                         "never measured on a device)")
     p.add_argument("-o", "--output", help="output path, or an existing folder to write the default name into "
-                                          "(default engines/<onnx stem>-<target>-<precision>.<ext>, or ...-bundle/ "
-                                          "for a device bundle)")
+                                          "(default engines/<onnx stem>-<target>-<precision>[-dla<N>].<ext>, or "
+                                          "...-bundle/ for a device bundle)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--bundle", dest="mode", action="store_const", const="bundle",
                        help="write the device bundle even where the engine could be built here")
     where.add_argument("--device-build", dest="mode", action="store_const", const="here",
                        help="build the engine on this machine (the device); fail if it cannot")
+    where.add_argument("--from-trtexec", metavar="ENGINE",
+                       help="on the device: write ENGINE.json, the manifest `edgecsp infer` and `package` need, for "
+                            "an engine trtexec built from the bundle folder given as the model (the trtexec line of "
+                            "its build_on_device.sh); checks the engine's inputs and outputs against the bundle")
     p.set_defaults(mode="auto")
     trt = p.add_argument_group("TensorRT targets")
     trt.add_argument("--workspace", type=int, metavar="MIB", help="builder workspace in MiB (default 1024)")
@@ -83,10 +89,12 @@ def build_options(args):
 
 
 def run(args):
+    if args.from_trtexec:
+        return _from_trtexec(args)
     from edgecsp.build import BuildConfig, build
 
-    path = build(BuildConfig(onnx_path=args.onnx, target=args.target, precision=args.precision, output=args.output,
-                             mode=args.mode, options=build_options(args)))
+    path = build(BuildConfig(onnx_path=args.onnx, target=args.target or "cpu", precision=args.precision,
+                             output=args.output, mode=args.mode, options=build_options(args)))
     if os.path.isdir(path):
         print("wrote device bundle {}".format(path))
         readme = os.path.join(path, "README.txt")
@@ -95,4 +103,24 @@ def run(args):
                 print(handle.read().rstrip())
     else:
         print("wrote {}".format(path))
+    return 0
+
+
+def _from_trtexec(args):
+    from edgecsp.backends.tensorrt import adopt_engine
+    from edgecsp.backends.tensorrt.policy import sm_label
+    from edgecsp.errors import InputError
+
+    given = ["--" + flag.replace("_", "-") for flag, _ in _TRT_OPTIONS + _INT8_OPTIONS
+             if getattr(args, flag) is not None]
+    given += [flag for flag, value in (("--precision", args.precision), ("-o", args.output),
+                                       ("--no-fp16-check", args.fp16_check is False)) if value]
+    if given:
+        raise InputError("--from-trtexec takes the engine, the bundle folder and --target only (the bundle says how "
+                         "the engine was built): drop {}".format(" ".join(given)))
+    adopted = adopt_engine(args.from_trtexec, args.onnx, target=args.target)
+    record = adopted.manifest
+    print("wrote {}: the manifest of {} (TensorRT {}, {} {}; its inputs and outputs match bundle {})".format(
+        adopted.path, record.engine, record.tensorrt, record.gpu, sm_label(record.sm), args.onnx))
+    print("now: edgecsp infer --engine {} video.mp4".format(args.from_trtexec))
     return 0

@@ -1,5 +1,4 @@
-"""Datasets for training and checking detectors; ``shapes`` is a deterministic synthetic one (numpy + OpenCV)."""
-from edgecsp.data.shapes import (SHAPE_CLASSES, dataset_sample, generate_dataset, generate_video, render_sample,
-                                 video_gt_path)
-
-__all__ = ["SHAPE_CLASSES", "dataset_sample", "generate_dataset", "generate_video", "render_sample", "video_gt_path"]
+"""Datasets for training and checking detectors: ``edgecsp.data.shapes`` (a deterministic synthetic one, numpy
+1.17+ and OpenCV; host-only) and ``edgecsp.data.coco`` (COCO-annotated images and video ground truth; the device
+build's calibration reads it). Import the submodule you need: this package imports neither, so the device half
+does not load the host-only generator."""

@@ -5,9 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from edgecsp.data import (SHAPE_CLASSES, dataset_sample, generate_dataset, generate_video, render_sample,
-                          video_gt_path)
-from edgecsp.data.shapes import MAX_IOU, MAX_OBJECTS
+from edgecsp.data.shapes import (MAX_IOU, MAX_OBJECTS, SHAPE_CLASSES, dataset_sample, generate_dataset,
+                                 generate_video, render_sample, video_gt_path)
 from edgecsp.errors import InputError
 from edgecsp.evaluation import evaluate_detections, load_coco_ground_truth, load_video_ground_truth
 

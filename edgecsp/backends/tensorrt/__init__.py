@@ -1,11 +1,13 @@
 """TensorRT backend: device bundles on any machine, engines and their runner where TensorRT and the GPU are.
 
 ``write_bundle`` is the host half of ``edgecsp build --target tx2`` (no TensorRT needed; its modules are in
-``host/``); ``build`` builds the engine on the device (from an ONNX or a bundle); ``Runner`` runs it with pycuda.
+``host/``); ``build`` builds the engine on the device (from an ONNX or a bundle); ``adopt_engine`` writes the
+manifest of an engine trtexec built from a bundle there; ``Runner`` runs either with pycuda.
 Importing this package needs numpy only and loads nothing from ``host/``: tensorrt, pycuda and onnx are imported
 by the functions that use them.
 """
 from edgecsp._lazy import available
+from edgecsp.backends.tensorrt.adopt import adopt_engine
 from edgecsp.backends.tensorrt.device import build_problem
 from edgecsp.backends.tensorrt.engine_build import build, build_from_bundle
 from edgecsp.backends.tensorrt.options import BUILD_OPTIONS, TensorRTOptions
@@ -15,8 +17,8 @@ from edgecsp.backends.tensorrt.runner import TensorRTRunner, read_meta
 NAME = "tensorrt"
 Runner = TensorRTRunner
 
-__all__ = ["BUILD_OPTIONS", "NAME", "Runner", "TensorRTOptions", "TensorRTRunner", "build", "build_from_bundle",
-           "build_problem", "is_available", "read_meta", "version", "write_bundle"]
+__all__ = ["BUILD_OPTIONS", "NAME", "Runner", "TensorRTOptions", "TensorRTRunner", "adopt_engine", "build",
+           "build_from_bundle", "build_problem", "is_available", "read_meta", "version", "write_bundle"]
 
 
 def write_bundle(onnx_path, out_dir, precision=None, target="tx2", **options):

@@ -17,15 +17,16 @@ def build_failure_message(trt_version, errors):
         "; on a Jetson raise --workspace (the GPU shares the CPU's memory)" if memory else "")
 
 
-def make_logger(trt, echo=None):
+def make_logger(trt, echo=None, echo_errors=True):
     """A ``trt.ILogger`` that keeps TensorRT's last error messages (``errors``) for the one-line failure, and
-    prints warnings and errors to stderr as TensorRT's own Logger(WARNING) would."""
+    prints warnings and errors to stderr as TensorRT's own Logger(WARNING) would (warnings only with
+    ``echo_errors=False``, for a caller whose one line quotes the errors)."""
     import collections
     import sys
 
     severity = trt.ILogger.Severity
     errors_at = (int(severity.INTERNAL_ERROR), int(severity.ERROR))
-    shown_at = errors_at + (int(severity.WARNING),)
+    shown_at = (errors_at if echo_errors else ()) + (int(severity.WARNING),)
     echo = echo or (lambda text: sys.stderr.write(text + "\n"))
 
     class CapturingLogger(trt.ILogger):

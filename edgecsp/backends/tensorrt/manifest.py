@@ -15,7 +15,7 @@ from edgecsp.errors import InputError, MetadataError, UnsupportedError
 from edgecsp.runtime.meta import ModelMeta
 from edgecsp.runtime.schema import (Field, confined_path, file_name, flag, free_json, integer, list_of, one_of, optional,
                                     read_file, read_record, sha256, text)
-from edgecsp.targets import get_target
+from edgecsp.targets import dla_tag, get_target
 from edgecsp.validate import shown
 
 BUNDLE_MANIFEST = "bundle.json"
@@ -156,9 +156,32 @@ def confined(folder, name, what):
 
 def engine_name(manifest):
     # type: (BundleManifest) -> str
-    """The engine file the device build writes inside the bundle: ``<onnx stem>-<target>-<precision>.engine``."""
+    """The engine file the device build writes inside the bundle: ``<onnx stem>-<target>-<precision>.engine``
+    (``...-<precision>-dla<N>.engine`` for DLA core N)."""
     stem = os.path.splitext(manifest.onnx)[0]
-    return "{}-{}-{}{}".format(stem, manifest.target, manifest.precision, get_target(manifest.target).suffix)
+    return "{}-{}-{}{}{}".format(stem, manifest.target, manifest.precision, dla_tag(manifest.dla_core),
+                                 get_target(manifest.target).suffix)
+
+
+def bundle_given_as_engine(path):
+    # type: (str) -> Optional[str]
+    """Why ``path`` cannot be run as an engine when it is a device bundle (a folder with bundle.json), else None:
+    the engine is built from it on the device first, by its build_on_device.sh."""
+    path = str(path)
+    if not os.path.isfile(os.path.join(path, BUNDLE_MANIFEST)):
+        return None
+    try:
+        manifest = read_bundle(path)
+    except (InputError, MetadataError):  # unreadable or damaged: still a bundle, named by its manifest file
+        return ("{} is a device bundle, not an engine: copy it to the device and run `sh {}` there, then pass the "
+                "engine it writes to --engine".format(path, os.path.join(path, "build_on_device.sh")))
+    engine = os.path.join(path, engine_name(manifest))
+    if os.path.isfile(engine):
+        return "{} is a device bundle, not an engine; the engine built from it is {}: pass --engine {}".format(
+            path, engine, engine)
+    return ("{} is a device bundle for {}, not an engine: build its engine on the {} first (`sh {}` there, or with "
+            "trtexec: the lines in that file), then run `edgecsp infer --engine {} ...`".format(
+                path, manifest.target, manifest.target, os.path.join(path, "build_on_device.sh"), engine))
 
 
 # -- bundles --------------------------------------------------------------------------------------------------
@@ -198,8 +221,10 @@ def read_engine_manifest(engine_path):
     path = manifest_path(engine_path)
     if not os.path.isfile(path):
         raise MetadataError("{} has no sidecar manifest {}: edgecsp needs it to check the TensorRT version and GPU "
-                            "and to post-process; build the engine with `edgecsp build` (a trtexec engine has "
-                            "none)".format(os.path.basename(str(engine_path)), os.path.basename(path)))
+                            "and to post-process; build the engine with `edgecsp build`, or for an engine trtexec "
+                            "built from a device bundle write it with `edgecsp build --from-trtexec {} "
+                            "BUNDLE_FOLDER`".format(os.path.basename(str(engine_path)), os.path.basename(path),
+                                                    str(engine_path)))
     data = _load_json(path, "rebuild the engine with `edgecsp build`")
     return _from_dict(EngineManifest, data, path, ENGINE_KIND)
 

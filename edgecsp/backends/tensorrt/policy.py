@@ -118,7 +118,7 @@ def device_mismatch(target, trt_version, sm):
         found = JETPACKS.get(major_minor(trt_version))
         return ("this machine has TensorRT {}{} but target {} runs TensorRT {} (JetPack {}+, L4T {}.x): {}".format(
             trt_version, " ({})".format(found) if found else "", target.name, span, target.jetpack, target.l4t,
-            upgrade_hint(target, trt_version)))
+            upgrade_hint(target, trt_version, sm)))
     if sm is None:
         return "no CUDA GPU was found on this machine"
     if target.sm and str(sm) != target.sm:
@@ -126,18 +126,23 @@ def device_mismatch(target, trt_version, sm):
     return None
 
 
-def upgrade_hint(target, trt_version):
+def upgrade_hint(target, trt_version, sm=None):
     # type: (...) -> str
-    """What to do on a Jetson whose TensorRT is not the target's: upgrade JetPack, or pick the matching target."""
+    """What to do on a Jetson whose TensorRT is not the target's: pick the target for its JetPack (those for this
+    GPU, ``sm``, when it is known and some match: an Orin on JetPack 5.1 gets orin-jp5, not the Xaviers), or
+    upgrade JetPack when the device's TensorRT is older than the target's."""
+    matching = [t for t in _tensorrt_targets() if t.jetpack and version_in_range(trt_version, *t.trt_version)]
+    matching = [t.name for t in ([t for t in matching if sm is not None and t.sm == str(sm)] or matching)]
+    use = "use the target for this JetPack ({})".format(", ".join(matching)) if matching else ""
     if parse_version(trt_version) < parse_version(target.trt_version[0]):
         if target.jetpack and target.jetpack.startswith("4."):
-            return ("upgrade to JetPack {} or later (an over-the-air update within L4T r32: sudo apt update && "
-                    "sudo apt dist-upgrade, then reboot); edgecsp does not build for TensorRT 8.0".format(
-                        target.jetpack))
-        return "upgrade the device to JetPack {} or later".format(target.jetpack)
-    matching = [t.name for t in _tensorrt_targets() if t.jetpack and version_in_range(trt_version, *t.trt_version)]
-    return "use the target for this JetPack ({})".format(", ".join(matching)) if matching else (
-        "this TensorRT is newer than edgecsp's Jetson records: build for x86-cuda or add a target record")
+            upgrade = ("upgrade to JetPack {} or later (an over-the-air update within L4T r32: sudo apt update && "
+                       "sudo apt dist-upgrade, then reboot); edgecsp does not build for TensorRT 8.0".format(
+                           target.jetpack))
+        else:
+            upgrade = "upgrade the device to JetPack {} or later".format(target.jetpack)
+        return use + ", or " + upgrade if use else upgrade
+    return use or "this TensorRT is newer than edgecsp's Jetson records: build for x86-cuda or add a target record"
 
 
 def check_device_calibration(method):

@@ -78,7 +78,7 @@ def plan_buffers(io, max_batch):
     return dict((t.name, (concrete_shape(t.shape, max_batch, t.name), t.dtype)) for t in io)
 
 
-def _describe_io(trt, engine):
+def describe_io(trt, engine):
     """The engine's I/O as TensorIO, through whichever API this TensorRT has."""
     found = []
     if hasattr(engine, "num_io_tensors"):  # TensorRT 8.5+
@@ -136,7 +136,7 @@ class TensorRTRunner(BaseRunner):
                                    "`edgecsp build`".format(trt.__version__, os.path.basename(self.path),
                                                             " | ".join(logger.errors) or "no TensorRT message"))
         self._exec = self._engine.create_execution_context()
-        self._io = _describe_io(trt, self._engine)
+        self._io = describe_io(trt, self._engine)
         inputs = [t for t in self._io if t.is_input]
         check_engine_inputs(inputs, meta, os.path.basename(self.path))
         shape = [None if d < 0 else d for d in inputs[0].shape]

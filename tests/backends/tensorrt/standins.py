@@ -292,15 +292,20 @@ class StrictModule(object):
 class FakeTensorRT(object):
     """tensorrt of one version: Builder/Network/Config/Runtime/Engine/Context fakes behind Strict proxies.
 
-    The engine maps its input ``x`` to every output as ``2 * x + 1`` over the output's first elements (shapes
-    from ``io``); ``build_ok`` False makes build_serialized_network fail after logging ``build_errors``.
+    The engine maps its input ``x`` to every output as ``2 * x + 1`` over the output's first elements (``io``:
+    ``(name, is_input, shape[, DataType name])``, FLOAT when the type is left out); ``build_ok`` False makes
+    build_serialized_network fail after logging ``build_errors``; ``plan`` is what it serializes, and
+    deserialize_cuda_engine returns None (logging an error) for any other bytes; a dynamic batch's profile is
+    1..``max_batch``.
     """
 
-    def __init__(self, version, io, memory=None, build_ok=True, build_errors=(), enqueue_ok=True, layers=()):
+    def __init__(self, version, io, memory=None, build_ok=True, build_errors=(), enqueue_ok=True, layers=(),
+                 plan=b"engine-bytes", max_batch=1):
         self.surface = load_surface(VERSIONS[version])
         self.version = FULL_VERSIONS[version]
         self.io, self.memory = io, memory or Memory()
         self.build_ok, self.build_errors, self.enqueue_ok = build_ok, list(build_errors), enqueue_ok
+        self.plan, self.max_batch = plan, max_batch
         self.layers = list(layers)  # (name, [output names]) of the parsed network
         self.calls = []
         self.profiles, self.configs, self.loggers = [], [], []
@@ -385,18 +390,22 @@ class FakeTensorRT(object):
 
             def build_serialized_network(self, network, config):
                 calibrator = getattr(config, "int8_calibrator", None)
-                if calibrator is not None:  # TensorRT pulls batches until the calibrator says it has no more
-                    size = calibrator.get_batch_size()
-                    while calibrator.get_batch(["images"]) is not None:
-                        pass
-                    calibrator.write_calibration_cache(b"TRT-cache\n")
+                if calibrator is not None:  # a cache the calibrator hands over is used as it is; else TensorRT
+                    size = calibrator.get_batch_size()  # pulls batches until the calibrator has no more
+                    cache = calibrator.read_calibration_cache()
+                    trt.calls.append(("calibrator", "read_calibration_cache", (cache,), {}))
+                    if not cache:
+                        inputs = [name for name, is_input, _ in [t[:3] for t in trt.io] if is_input]
+                        while calibrator.get_batch(inputs) is not None:
+                            pass
+                        calibrator.write_calibration_cache(b"TRT-cache\n")
                     assert size >= 1
                 if not trt.build_ok:
                     for logger in trt.loggers:
                         for message in trt.build_errors:
                             logger.log(base_logger.ERROR, message)
                     return None
-                return b"engine-bytes"
+                return trt.plan
 
         class Engine(object):
             def __init__(self):
@@ -417,7 +426,14 @@ class FakeTensorRT(object):
                 return dict((n, s) for n, _, s in trt.io)[name]
 
             def get_tensor_dtype(self, name):
-                return trt.module_enum("DataType").FLOAT
+                return trt.dtype_of([t for t in trt.io if t[0] == name][0])
+
+            def get_tensor_profile_shape(self, name, profile_index):
+                return trt.profile_of([t for t in trt.io if t[0] == name][0])
+
+            def get_profile_shape(self, profile_index, binding):
+                return trt.profile_of(trt.io[binding] if not isinstance(binding, str) else
+                                      [t for t in trt.io if t[0] == binding][0])
 
             def get_binding_name(self, index):
                 return trt.io[index][0]
@@ -429,7 +445,7 @@ class FakeTensorRT(object):
                 return trt.io[index][2]
 
             def get_binding_dtype(self, index):
-                return trt.module_enum("DataType").FLOAT
+                return trt.dtype_of(trt.io[index])
 
             def create_execution_context(self):
                 return trt.strict("IExecutionContext", Context())
@@ -481,7 +497,14 @@ class FakeTensorRT(object):
                 return self._run(dict((trt.io[i][0], int(b)) for i, b in enumerate(bindings)))
 
         class Runtime(object):
+            def __init__(self, logger):
+                self.logger = logger
+
             def deserialize_cuda_engine(self, serialized_engine):
+                if bytes(serialized_engine) != trt.plan:
+                    self.logger.log(base_logger.ERROR, "1: [stdArchiveReader.cpp::StdArchiveReader::40] Error Code 1: "
+                                                       "Serialization (Serialization assertion failed.)")
+                    return None
                 return trt.strict("ICudaEngine", Engine())
 
         def logger_factory(min_severity=None):
@@ -493,10 +516,24 @@ class FakeTensorRT(object):
 
         impls = dict(classes, ILogger=base_logger, Logger=logger_factory, Builder=builder_factory,
                      OnnxParser=lambda network, logger: trt.strict("OnnxParser", Parser()),
-                     Runtime=lambda logger: trt.strict("Runtime", Runtime()),
-                     nptype=lambda trt_type: np.float32, float32=trt.module_enum("DataType").FLOAT)
+                     Runtime=lambda logger: trt.strict("Runtime", Runtime(logger)),
+                     nptype=lambda trt_type: NPTYPES[trt_type.name], float32=trt.module_enum("DataType").FLOAT)
         module = StrictModule(self.surface, impls, self.calls, extra={"__version__": self.version})
         return module
 
     def module_enum(self, name):
         return StrictEnum(self.surface, name)
+
+    def dtype_of(self, tensor):
+        return getattr(self.module_enum("DataType"), tensor[3] if len(tensor) > 3 else "FLOAT")
+
+    def profile_of(self, tensor):
+        """``(min, opt, max)`` of the first optimization profile: the batch runs 1..max_batch."""
+        shape = tuple(tensor[2])
+        if not shape or shape[0] >= 0:
+            return (shape, shape, shape)
+        return tuple((batch,) + shape[1:] for batch in (1, self.max_batch, self.max_batch))
+
+
+NPTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "UINT8": np.uint8,
+           "BOOL": np.bool_}  # tensorrt.nptype

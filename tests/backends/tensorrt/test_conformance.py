@@ -378,7 +378,8 @@ def test_the_stand_ins_refuse_what_the_version_lacks():
     with pytest.raises(standins.SurfaceError, match=r"set_memory_pool_limit\(<1>, size\) does not match"):
         config.set_memory_pool_limit(trt10.MemoryPoolType.WORKSPACE, size=1)
     with pytest.raises(standins.SurfaceError, match="has no attribute 'get_binding_shape'"):
-        trt10.Runtime(trt10.Logger()).deserialize_cuda_engine(b"x").create_execution_context().get_binding_shape(0)
+        engine = trt10.Runtime(trt10.Logger()).deserialize_cuda_engine(b"engine-bytes")
+        engine.create_execution_context().get_binding_shape(0)
 
 
 # -- GStreamer elements per JetPack -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from edgecsp.backends.tensorrt.host import bundle as bundle_module
 from edgecsp.backends.tensorrt.host.bundle import write_bundle
 from edgecsp.backends.tensorrt.cache_format import parse_cache
 from edgecsp.backends.tensorrt.host.calib_cache import activation_histograms, compute_amaxes
+from edgecsp.backends.tensorrt.host.device_install import wheel_name
 from edgecsp.backends.tensorrt.calib_data import calibration_set
 from edgecsp.backends.tensorrt.options import make_options
 from edgecsp.backends.tensorrt.host.lint import lint_model
@@ -23,7 +24,7 @@ from edgecsp.runtime.meta import META_KEY, ModelMeta
 from tests.backends.tensorrt import trt_models
 
 pytestmark = [pytest.mark.onnx, pytest.mark.onnxruntime, pytest.mark.opencv]
-FILES = {"tiny.onnx", BUNDLE_MANIFEST, "build_on_device.sh", "README.txt"}
+FILES = {"tiny.onnx", BUNDLE_MANIFEST, "build_on_device.sh", "README.txt", wheel_name()}
 
 
 @pytest.fixture

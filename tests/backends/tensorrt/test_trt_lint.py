@@ -45,7 +45,7 @@ def test_clean_and_constant_resize_models_pass_everywhere():
 
 
 def test_nonzero_fix_names_the_targets_that_parse_it():
-    assert targets_supporting("NonZero") == ["xavier-nx", "agx-xavier", "orin", "orin-nano", "x86-cuda"]
+    assert targets_supporting("NonZero") == ["xavier-nx", "agx-xavier", "orin", "orin-nano", "orin-jp5", "x86-cuda"]
     assert targets_supporting("Mish") == ["x86-cuda"]
 
 

@@ -1,5 +1,6 @@
 """TensorRT target records, their resolution, the precision policy and the "can this machine build it" decision."""
 import json
+import os
 import sys
 
 import pytest
@@ -13,6 +14,7 @@ from edgecsp.backends.tensorrt.versions import (closest_at_or_below, parse_versi
 from edgecsp.cli import main
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.targets import get_target, list_targets
+from tests.gates import ROOT
 
 # name: (JetPack, L4T, SM, Python, TensorRT, fast INT8, DLA cores) -- each fact on its own, from NVIDIA's specs.
 # TensorRT 8.2.1 is JetPack 4.6.1+ (L4T r32.7.x); JetPack 4.6 itself (r32.6.1) has TensorRT 8.0.1.
@@ -21,7 +23,12 @@ JETSONS = {"tx2": ("4.6.1", "r32.7", "6.2", "3.6", "8.2", False, 0),
            "xavier-nx": ("5.1", "r35.2", "7.2", "3.8", "8.5", True, 2),
            "agx-xavier": ("5.1", "r35.2", "7.2", "3.8", "8.5", True, 2),
            "orin": ("6", "r36", "8.7", "3.10", "8.6", True, 2),
-           "orin-nano": ("6", "r36", "8.7", "3.10", "8.6", True, 0)}
+           "orin-nano": ("6", "r36", "8.7", "3.10", "8.6", True, 0),
+           # AGX Orin / Orin NX on JetPack 5.1 (L4T r35.2.1): TensorRT 8.5.2, Python 3.8, as on the Xaviers
+           "orin-jp5": ("5.1", "r35.2", "8.7", "3.8", "8.5", True, 2)}
+# target -> docker/Dockerfile.<image> whose base image is that JetPack's (the L4T tag begins with the record's l4t)
+IMAGES = {"tx2": "jetpack4", "nano": "jetpack4", "xavier-nx": "jetpack5", "agx-xavier": "jetpack5",
+          "orin-jp5": "jetpack5", "orin": "jetpack6", "orin-nano": "jetpack6"}
 
 
 @pytest.mark.parametrize("name", sorted(JETSONS))
@@ -32,7 +39,11 @@ def test_jetson_records_carry_the_issue_facts(name):
         "tensorrt", jetpack, l4t, sm, python, ".engine")
     assert t.trt_version[0].startswith(trt) and t.fast_fp16 and t.default_precision == "fp16"
     assert (t.fast_int8, t.dla_cores) == (fast_int8, dla_cores)
-    assert t.docker and "int8" in t.precisions
+    assert t.docker == IMAGES[name] and "int8" in t.precisions
+    with open(os.path.join(ROOT, "docker", "Dockerfile." + t.docker)) as handle:
+        base = [line.split()[1] for line in handle if line.startswith("FROM ")]
+    assert base and base[0].rpartition(":")[2].startswith(l4t + "."), (name, base)
+    assert t.max_opset == matrix_for(t)["max_opset"]
 
 
 def test_x86_cuda_is_tensorrt_10_on_any_gpu():
@@ -55,7 +66,7 @@ def test_every_tensorrt_target_resolves_to_its_matrix_and_backend():
 
 def test_unknown_target_still_lists_every_record():
     with pytest.raises(UnsupportedError, match="unknown target 'tx1'.*tx2, nano, xavier-nx, agx-xavier, orin, "
-                                               "orin-nano, x86-cuda"):
+                                               "orin-nano, orin-jp5, x86-cuda"):
         get_target("tx1")
 
 
@@ -115,6 +126,13 @@ def test_device_mismatch_decides_where_the_engine_is_built():
     assert "edgecsp does not build for TensorRT 8.0" in old
     assert device_mismatch("nano", "8.2.1.8", "6.2") == "this GPU is sm_62 but target nano is sm_53"
     assert device_mismatch("tx2", "8.2.1.8", None) == "no CUDA GPU was found on this machine"
+    # an Orin on JetPack 5.1 is pointed at orin-jp5 (same GPU), not at the Xaviers that share its TensorRT
+    assert device_mismatch("orin-jp5", "8.5.2.2", "8.7") is None
+    assert device_mismatch("orin", "8.5.2.2", "8.7").endswith("use the target for this JetPack (orin-jp5), or "
+                                                              "upgrade the device to JetPack 6 or later")
+    assert device_mismatch("orin-jp5", "10.3.0.30", "8.7").endswith("use the target for this JetPack (orin, "
+                                                                    "orin-nano)")
+    assert "(xavier-nx, agx-xavier, orin-jp5), or upgrade" in device_mismatch("orin", "8.5.2.2", None)  # GPU unknown
     assert device_mismatch("x86-cuda", "10.7.0", "8.9") is None  # any GPU
     assert "not a TensorRT target" in device_mismatch("cpu", "10.0.1", "8.9")
     assert sm_label("8.7") == "sm_87"

@@ -4,7 +4,8 @@
 operator matrix, runs the FP16 range check and the INT8 calibration on the host when images are given, and
 writes: the ONNX, ``bundle.json`` (target, precision, shapes, sha256, calibration provenance, FP32 layers),
 ``calib.cache`` for INT8, ``fp16_range.json``, ``build_on_device.sh`` (the `edgecsp build` device line and the
-equivalent trtexec line) and ``README.txt``. The engine itself is built on the device. The folder is written
+equivalent trtexec line), edgecsp's own pure-Python wheel (``host/device_install.py``) and ``README.txt`` (how to
+install that wheel with JetPack's pip, build, run). The engine itself is built on the device. The folder is written
 in a staging folder and renamed into place. Needs onnx (and onnxruntime for the checks); Python 3.6 syntax.
 """
 import json
@@ -16,6 +17,7 @@ from edgecsp._files import atomic_folder, file_sha256, write_json
 from edgecsp._lazy import require
 from edgecsp.backends.tensorrt.cache_format import ALGORITHMS, parse_cache
 from edgecsp.backends.tensorrt.host.calib_cache import calibration_cache
+from edgecsp.backends.tensorrt.host.device_install import install_steps, write_wheel
 from edgecsp.backends.tensorrt.calib_data import batch_size_of, calibration_set
 from edgecsp.backends.tensorrt.host.fit import fit_graph
 from edgecsp.backends.tensorrt.host.lint import errors_of, lint_model, matrix_key, raise_on_errors
@@ -46,6 +48,12 @@ def device_build_args(manifest, bundle_path=".", output=None):
     if manifest.precision == "int8" and manifest.allow_slow_int8:
         args.append(OVERRIDE_FLAG)
     return args
+
+
+def trtexec_manifest_args(manifest, bundle_path="."):
+    # type: (BundleManifest, str) -> List[str]
+    """The `edgecsp build --from-trtexec` line that gives the engine of the bundle's trtexec line its manifest."""
+    return ["edgecsp", "build", "--target", manifest.target, "--from-trtexec", engine_name(manifest), bundle_path]
 
 
 def trtexec_problem(manifest):
@@ -103,9 +111,11 @@ def commands_text(manifest):
     if problem:
         lines += ["# No equivalent trtexec line: " + problem + "."]
     else:
-        lines += ["# Equivalent trtexec line (TensorRT {}). Its engine has no edgecsp manifest, so `edgecsp infer` "
-                  "refuses it:".format(manifest.trt_version[0]),
-                  "# " + trtexec_line(manifest)]
+        lines += ["# Equivalent trtexec line (TensorRT {}), then the edgecsp line that writes its engine's manifest "
+                  "(`edgecsp infer`".format(manifest.trt_version[0]),
+                  "# and `package` need it; it checks the engine's inputs and outputs against this bundle):",
+                  "# " + trtexec_line(manifest),
+                  "# " + format_command(trtexec_manifest_args(manifest))]
     if not problem and manifest.fp32_layers and not supports_layer_precisions(manifest.trt_version[0]):
         lines.append("# (trtexec {} cannot keep layers in FP32: the {} layer(s) in bundle.json are only honoured "
                      "by the edgecsp line)".format(manifest.trt_version[0], len(manifest.fp32_layers)))
@@ -136,13 +146,19 @@ def readme_text(manifest):
     lines = ["edgecsp device bundle: {} for {}, {}".format(manifest.onnx, _describe_target(target),
                                                           manifest.precision),
              "",
-             "The TensorRT engine is built on the {} itself, not here: copy this folder to the device and run".format(
+             "The TensorRT engine is built on the {} itself, not here: copy this folder to the device.".format(
                  target.name),
+             "",
+             "1. " + "\n".join(install_steps(target)),
+             "",
+             "2. Build the engine, in this folder:",
              "",
              "    sh {}".format(COMMANDS_FILE),
              "",
              "which runs  {}".format(format_command(device_build_args(manifest))),
-             "and writes {} (a plain TensorRT engine) and {}.json (its manifest). Then:".format(engine, engine),
+             "and writes {} (a plain TensorRT engine) and {}.json (its manifest).".format(engine, engine),
+             "",
+             "3. Run it:",
              "",
              "    " + _next_command(manifest, engine),
              ""]
@@ -163,6 +179,9 @@ def readme_text(manifest):
     problem = trtexec_problem(manifest)
     if problem:
         lines.append("{} has no trtexec line: {}; build with the edgecsp line above.".format(COMMANDS_FILE, problem))
+    else:
+        lines.append("Built the engine with the trtexec line in {} instead? Give it the manifest edgecsp needs "
+                     "with  {}".format(COMMANDS_FILE, format_command(trtexec_manifest_args(manifest))))
     for warning in manifest.lint.get("warnings", []):
         lines.append("Lint warning: " + warning)
     return "\n".join(lines) + "\n"
@@ -287,6 +306,7 @@ def write_bundle(onnx_path, out_dir, precision=None, target="tx2", **options):
         _write(os.path.join(folder, BUNDLE_MANIFEST), to_json(manifest))
         _write(os.path.join(folder, COMMANDS_FILE), commands_text(manifest))
         os.chmod(os.path.join(folder, COMMANDS_FILE), 0o755)
+        write_wheel(folder)  # what the device's own pip installs (README.txt, step 1)
         _write(os.path.join(folder, README_FILE), readme_text(manifest))
     return out_dir
 
