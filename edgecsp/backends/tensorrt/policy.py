@@ -109,7 +109,7 @@ def device_mismatch(target, trt_version, sm):
     if not target.trt_version:
         return "target {} is not a TensorRT target".format(target.name)
     if trt_version is None:
-        return "TensorRT is not installed on this machine"
+        return "TensorRT is not installed on this machine (on a Jetson: sudo apt-get install python3-libnvinfer)"
     low, high = target.trt_version
     if not version_in_range(trt_version, low, high):
         span = low if low == high else "{} to {}".format(low, high)

@@ -186,6 +186,8 @@ def test_fp16_overflow_layers_are_kept_in_fp32(tmp_path, images):
                                                                          ("scaled_relu", "relu"), ("p8", "scale_down"),
                                                                          ("conv", "head")]
     assert manifest.fp32_layers[2]["why"] == "decode tail, kept in float"
+    readme = open(os.path.join(out, "README.txt")).read()  # overflows counted apart from the decode tail
+    assert "2 layer(s) overflow FP16" in readme and "2 layer(s) kept in FP32: the decode tail" in readme
     report = json.load(open(os.path.join(out, "fp16_range.json")))
     assert [f["tensor"] for f in report["overflowing"]] == ["scaled_up", "scaled_relu"]
     commands = open(os.path.join(out, "build_on_device.sh")).read()
@@ -231,8 +233,8 @@ def test_output_must_be_a_bundle_folder(tiny, tmp_path):
 
 def test_this_machine_refuses_to_build_engines(tiny, tmp_path, capsys):
     assert main(["build", "-t", "tx2", "--device-build", tiny, "-o", str(tmp_path / "m.engine")]) == 7
-    assert ("cannot build the tx2 engine on this machine: TensorRT is not installed on this machine; write the "
-            "device bundle instead") in capsys.readouterr().err
+    assert ("cannot build the tx2 engine on this machine: TensorRT is not installed on this machine (on a Jetson: "
+            "sudo apt-get install python3-libnvinfer); write the device bundle instead") in capsys.readouterr().err
     out = str(tmp_path / "b")
     write_bundle(tiny, out, None, "tx2")
     assert main(["build", "-t", "tx2", out]) == 7

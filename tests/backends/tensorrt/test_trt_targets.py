@@ -117,7 +117,7 @@ def test_dla_only_where_the_target_has_it():
 
 def test_device_mismatch_decides_where_the_engine_is_built():
     assert device_mismatch("tx2", "8.2.1.8", "6.2") is None
-    assert device_mismatch("tx2", None, None) == "TensorRT is not installed on this machine"
+    assert device_mismatch("tx2", None, None) == "TensorRT is not installed on this machine (on a Jetson: sudo apt-get install python3-libnvinfer)"
     assert "TensorRT 8.5.2 (JetPack 5.1.x (L4T r35.2-r35.6)) but target tx2 runs TensorRT 8.2.1 (JetPack 4.6.1+, " \
         "L4T r32.7.x): use the target for this JetPack (xavier-nx, agx-xavier)" in device_mismatch("tx2", "8.5.2", "7.2")
     # JetPack 4.6 itself (TensorRT 8.0.1): a clear refusal with the upgrade, not an attempt
@@ -140,7 +140,7 @@ def test_device_mismatch_decides_where_the_engine_is_built():
 
 def test_this_machine_cannot_build_engines():
     # CI has neither TensorRT nor a GPU; the probe must say so instead of failing
-    assert get_backend("tensorrt").build_problem("tx2") == "TensorRT is not installed on this machine"
+    assert get_backend("tensorrt").build_problem("tx2") == "TensorRT is not installed on this machine (on a Jetson: sudo apt-get install python3-libnvinfer)"
 
 
 def test_targets_command_prints_the_records(capsys):

@@ -162,9 +162,14 @@ def readme_text(manifest):
              "",
              "    " + _next_command(manifest, engine),
              ""]
-    if manifest.fp32_layers:
+    overflowing = [layer for layer in manifest.fp32_layers if str(layer.get("why", "")).startswith("FP16 overflow")]
+    kept = len(manifest.fp32_layers) - len(overflowing)
+    if kept:
+        lines.append("{} layer(s) kept in FP32: the decode tail and the tensors asked for (bundle.json, "
+                     "fp32_layers).".format(kept))
+    if overflowing:
         lines.append("FP16 range check: {} layer(s) overflow FP16 and are kept in FP32 (see {}).".format(
-            len(manifest.fp32_layers), FP16_REPORT))
+            len(overflowing), FP16_REPORT))
     elif manifest.fp16_check.get("ran"):
         lines.append("FP16 range check: no tensor left the FP16 range on {} calibration image(s).".format(
             manifest.fp16_check.get("images")))
