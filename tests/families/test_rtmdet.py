@@ -6,8 +6,6 @@ The decodes on hand-made maps, candidates == dense, the metadata's rules and the
 tensors gives mmdet's detections (boxes within 0.5 px, same classes, scores within 1e-4; network-input and
 original pixels), and the described models build for ONNX Runtime and run with `edgecsp infer` on a jpg.
 """
-import contextlib
-import io
 import json
 import os
 
@@ -20,6 +18,7 @@ from edgecsp.runtime.layouts.dist_points import RTMDET_PREPROCESS
 from edgecsp.runtime.meta import ModelMeta, check_interface
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import LetterboxInfo
+from tests.families.fixture_parity import describe, differences, reference, reference_rows, run_onnx
 from tests.gates import SHARED_FIXTURES, needs_import
 
 FIXTURE = os.path.join(SHARED_FIXTURES, "modern", "rtmdet-tiny_320")
@@ -181,58 +180,25 @@ def test_dets_labels_recognition():
 
 # -- the fixture: real mmdet / mmdeploy exports -----------------------------------------------------------------------
 def _reference():
-    with open(os.path.join(FIXTURE, "reference.json")) as f:
-        return json.load(f)
+    return reference(FIXTURE)
 
 
 def _rows(image, source, pixels, clip_to):
-    """Reference rows [x1, y1, x2, y2, score, class] clipped to ``clip_to`` (H, W): edgecsp's detections are
-    clipped to the frame, mmdet's and mmdeploy's are not (mmdet clamps to the padded input only)."""
-    rows = np.array(_reference()["images"][image + ".jpg"]["detections"][source][pixels], np.float64)
-    rows[:, 0:4:2] = np.clip(rows[:, 0:4:2], 0, clip_to[1])
-    rows[:, 1:4:2] = np.clip(rows[:, 1:4:2], 0, clip_to[0])
-    return rows
+    return reference_rows(FIXTURE, image, source, pixels, clip_to)
 
 
-def _differences(det, rows):
-    """Max |box| and |score| differences after checking the count and the classes, row by row."""
-    assert len(det.scores) == len(rows), "edgecsp found {} boxes, the reference {}".format(len(det.scores), len(rows))
-    assert det.class_ids.tolist() == rows[:, 5].astype(int).tolist()
-    if not len(rows):
-        return 0.0, 0.0
-    return float(np.abs(det.boxes - rows[:, :4]).max()), float(np.abs(det.scores - rows[:, 4]).max())
+_differences, _run = differences, run_onnx
 
 
 @pytest.fixture(scope="module")
 def described(tmp_path_factory):
     """Both fixture models through `edgecsp export --onnx FILE` with no layout option: {file: (path, stdout)}."""
-    needs_import("onnx")
-    needs_import("onnxruntime")
-    from edgecsp.cli import main
     from tests.gates import needs
 
     needs("fixtures")
-    folder = tmp_path_factory.mktemp("rtmdet")
-    names = folder / "coco80.txt"
-    names.write_text("\n".join(NAMES) + "\n")
-    found = {}
-    for name in (RAW, MMDEPLOY):
-        out = str(folder / name.replace(".onnx", "-edgecsp.onnx"))
-        log = io.StringIO()
-        with contextlib.redirect_stdout(log):
-            assert main(["export", "--onnx", os.path.join(FIXTURE, name), "--names", str(names), "-o", out]) == 0
-        found[name] = (out, log.getvalue())
-    return found
-
-
-def _run(path, x):
-    import onnxruntime
-
-    from edgecsp.backends import read_artefact_meta
-
-    meta = read_artefact_meta(path)
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return meta, session.run(list(meta.outputs), {meta.input_name: x})
+    needs_import("onnx")
+    needs_import("onnxruntime")
+    return describe(FIXTURE, (RAW, MMDEPLOY), NAMES, tmp_path_factory.mktemp("rtmdet"))
 
 
 @pytest.mark.fixtures

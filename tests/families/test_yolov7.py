@@ -8,8 +8,6 @@ gives the repo's ``non_max_suppression`` detections on the same input tensors (b
 scores within 1e-4; network-input and original pixels), and the described models build for ONNX Runtime and run
 with `edgecsp infer` on a jpg.
 """
-import contextlib
-import io
 import json
 import os
 
@@ -22,6 +20,7 @@ from edgecsp.runtime.layouts.detections import YOLOV7_END2END
 from edgecsp.runtime.layouts.yolo_raw import YOLOV7_ANCHORS, YOLOV7_TINY_ANCHORS
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import LetterboxInfo
+from tests.families.fixture_parity import describe, differences, reference, reference_rows, run_onnx
 from tests.gates import SHARED_FIXTURES, needs, needs_import
 
 FIXTURE = os.path.join(SHARED_FIXTURES, "modern", "yolov7-tiny_320")
@@ -63,24 +62,14 @@ def test_yolov7_tiny_anchors_are_the_fixture_readmes():
 
 # -- the fixture -------------------------------------------------------------------------------------------------------
 def _reference():
-    with open(os.path.join(FIXTURE, "reference.json")) as f:
-        return json.load(f)
+    return reference(FIXTURE)
 
 
 def _rows(image, source, pixels, clip_to=None):
-    """Reference rows [x1, y1, x2, y2, score, class]; ``clip_to`` (H, W): clipped as edgecsp clips to the frame
-    (the repo's input-pixel rows are not clipped; its original-pixel rows are, by scale_coords)."""
-    rows = np.array(_reference()["images"][image + ".jpg"]["detections"][source][pixels], np.float64)
-    if clip_to:
-        rows[:, 0:4:2] = np.clip(rows[:, 0:4:2], 0, clip_to[1])
-        rows[:, 1:4:2] = np.clip(rows[:, 1:4:2], 0, clip_to[0])
-    return rows
+    return reference_rows(FIXTURE, image, source, pixels, clip_to)
 
 
-def _differences(det, rows):
-    assert len(det.scores) == len(rows), "edgecsp found {} boxes, the reference {}".format(len(det.scores), len(rows))
-    assert det.class_ids.tolist() == rows[:, 5].astype(int).tolist()
-    return float(np.abs(det.boxes - rows[:, :4]).max()), float(np.abs(det.scores - rows[:, 4]).max())
+_differences, _run = differences, run_onnx
 
 
 @pytest.fixture(scope="module")
@@ -89,29 +78,7 @@ def described(tmp_path_factory):
     needs("fixtures")
     needs_import("onnx")
     needs_import("onnxruntime")
-    from edgecsp.cli import main
-
-    folder = tmp_path_factory.mktemp("yolov7")
-    names = folder / "coco80.txt"
-    names.write_text("\n".join(NAMES) + "\n")
-    found = {}
-    for name in (NOGRID, END2END):
-        out = str(folder / name.replace(".onnx", "-edgecsp.onnx"))
-        log = io.StringIO()
-        with contextlib.redirect_stdout(log):
-            assert main(["export", "--onnx", os.path.join(FIXTURE, name), "--names", str(names), "-o", out]) == 0
-        found[name] = (out, log.getvalue())
-    return found
-
-
-def _run(path, x):
-    import onnxruntime
-
-    from edgecsp.backends import read_artefact_meta
-
-    meta = read_artefact_meta(path)
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return meta, session.run(list(meta.outputs), {meta.input_name: x})
+    return describe(FIXTURE, (NOGRID, END2END), NAMES, tmp_path_factory.mktemp("yolov7"))
 
 
 @pytest.mark.fixtures

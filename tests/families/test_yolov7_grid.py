@@ -19,6 +19,7 @@ from edgecsp.errors import MetadataError
 from edgecsp.runtime.layouts import keep_passing
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import LetterboxInfo, preprocess
+from tests.families.fixture_parity import differences, reference, reference_rows, run_onnx
 from tests.gates import SHARED_FIXTURES, needs
 
 pytestmark = [pytest.mark.fixtures, pytest.mark.onnx, pytest.mark.onnxruntime]
@@ -33,29 +34,19 @@ NAMES = ["class{}".format(i) for i in range(80)]
 SIZE = (320, 320)
 
 
+def _identity():
+    return LetterboxInfo(1.0, 0, 0, 1.0, 1.0, SIZE, SIZE)
+
+
 def _reference():
-    with open(os.path.join(FIXTURE, "reference.json")) as f:
-        return json.load(f)
+    return reference(FIXTURE)
 
 
 def _rows(image, source, pixels, clip_to=SIZE):
-    """Reference rows ``[x1, y1, x2, y2, score, class]`` clipped to ``clip_to`` (H, W) as edgecsp clips to the
-    frame (the repo's input-pixel rows are not clipped; its original-pixel rows are, by scale_coords)."""
-    rows = np.array(_reference()["images"][image + ".jpg"]["detections"][source][pixels], np.float64)
-    rows[:, 0:4:2] = np.clip(rows[:, 0:4:2], 0, clip_to[1])
-    rows[:, 1:4:2] = np.clip(rows[:, 1:4:2], 0, clip_to[0])
-    return rows
+    return reference_rows(FIXTURE, image, source, pixels, clip_to)
 
 
-def _differences(det, rows):
-    """Largest box and score differences of ``det`` from ``rows``: same count and classes, in the same order."""
-    assert len(det.scores) == len(rows), "edgecsp found {} boxes, the reference {}".format(len(det.scores), len(rows))
-    assert det.class_ids.tolist() == rows[:, 5].astype(int).tolist()
-    return float(np.abs(det.boxes - rows[:, :4]).max()), float(np.abs(det.scores - rows[:, 4]).max())
-
-
-def _identity():
-    return LetterboxInfo(1.0, 0, 0, 1.0, 1.0, SIZE, SIZE)
+_differences, _run = differences, run_onnx
 
 
 @pytest.fixture(scope="module")
