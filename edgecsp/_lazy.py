@@ -23,6 +23,10 @@ _HINTS = {
 
 def require(module, purpose=""):
     """Import ``module`` or raise MissingDependency naming the install command."""
+    if module.split(".")[0] == "cv2":
+        from edgecsp._quiet import quiet_opencv_environment
+
+        quiet_opencv_environment()  # before OpenCV reads its log levels: edgecsp reports bad videos itself
     try:
         return importlib.import_module(module)
     except ImportError as exc:

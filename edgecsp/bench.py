@@ -30,7 +30,8 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from edgecsp._files import READS, READS_SPEC, WRITES, check_paths, write_json_atomic
-from edgecsp.bench_measure import _MARK, _split_pair
+from edgecsp.bench_measure import _MARK
+from edgecsp.validate import path_pair
 from edgecsp.errors import InputError
 
 SCHEMA = "edgecsp-bench/1"
@@ -59,7 +60,7 @@ class BenchConfig(NamedTuple):
 
 # what bench reads and writes: --json may not replace an artefact or video it measures (edgecsp._files.check_paths)
 PATHS = (("engine", "--engine", READS), ("vs", "--vs", READS_SPEC), ("video", "--video", READS),
-         ("memory", "--memory", READS), ("json", "--json", WRITES))
+         ("memory", "--memory", READS), ("json", "--report", WRITES))
 
 
 def engine_spec(config):
@@ -121,10 +122,10 @@ def parse_spec(spec, config, size=None):
     common = {"seconds": config.seconds, "warmup": config.warmup}
     if spec.startswith("torch:"):
         if "," in spec:
-            _split_pair(spec[len("torch:"):], "torch:")
+            path_pair(spec[len("torch:"):], "torch:")
         return {"name": spec, "measure": "torch", "args": dict(common, spec=spec[len("torch:"):], size=size)}
     if spec.startswith("opencv:"):
-        _split_pair(spec[len("opencv:"):], "opencv:")  # fail here, not in a child after the others ran
+        path_pair(spec[len("opencv:"):], "opencv:")  # fail here, not in a child after the others ran
         return {"name": spec, "measure": "opencv", "args": dict(common, spec=spec[len("opencv:"):], size=size)}
     from edgecsp.backends import artefact_suffixes
     from edgecsp.serving.client import is_server_spec, split_server_spec
@@ -264,8 +265,20 @@ def ratios(results):
     return rows
 
 
+def check_config(config):
+    """The numbers of a ``BenchConfig`` in range (InputError naming the option otherwise)."""
+    from edgecsp.validate import non_negative_int, number_in, optional, positive_int
+
+    number_in(config.seconds, "--seconds", 0.0, low_open=True)
+    number_in(config.warmup, "--warmup", 0.0)
+    positive_int(config.in_flight, "--in-flight")
+    non_negative_int(config.rounds, "--rounds")
+    optional(positive_int, config.max_frames, "--max-frames")
+
+
 def bench(config, log=None):
     """Measure every configuration, alternating rounds, each run in its own process; returns the report dict."""
+    check_config(config)
     check_paths(config, PATHS)
     jobs = plan_jobs(config)
     rounds = config.rounds or (3 if len(jobs) > 1 else 1)
@@ -309,19 +322,25 @@ def write_json(path, report):
 
 
 def format_report(report):
-    """The report as a plain-text table."""
+    """The report as plain-text tables: the configurations (full names: a path's distinguishing part is often its
+    end), the ratios, and the NMS timings when there are any."""
     machine = report["machine"]
     lines = ["{} ({} cores, {} usable), load average {}".format(
         machine["cpu"], machine["cores"], machine["usable_cores"],
         ", ".join("{:.2f}".format(v) for v in machine["load_avg"] or []))]
-    lines.append("{:<44} {:>10} {:>10} {:>10} {:>10}".format("configuration", "p50 ms", "p90 ms", "p99 ms", "fps"))
-    for res in report["results"]:
+    results = report["results"]
+    if results:
+        width = max(len("configuration"), max(len(res["name"]) for res in results))
+        lines.append("{:<{w}} {:>10} {:>10} {:>10} {:>10}".format("configuration", "p50 ms", "p90 ms", "p99 ms", "fps",
+                                                                  w=width))
+    for res in results:
         if "latency_ms" in res:
             lat = res["latency_ms"]
-            lines.append("{:<44} {:>10.2f} {:>10.2f} {:>10.2f} {:>10.1f}".format(
-                res["name"][-44:], lat["p50"], lat["p90"], lat["p99"], res["throughput_fps"]))
+            lines.append("{:<{w}} {:>10.2f} {:>10.2f} {:>10.2f} {:>10.1f}".format(
+                res["name"], lat["p50"], lat["p90"], lat["p99"], res["throughput_fps"], w=width))
         else:
-            lines.append("{:<44} {:>10} {:>10} {:>10} {:>10.1f}".format(res["name"][-44:], "", "", "", res["fps"]))
+            lines.append("{:<{w}} {:>10} {:>10} {:>10} {:>10.1f}".format(res["name"], "", "", "", res["fps"],
+                                                                          w=width))
             lines.append("    ms per frame: " + ", ".join("{} {:.2f}".format(k, v)
                                                         for k, v in res["ms_per_frame"].items() if v is not None))
             if res.get("cpu_ms_per_frame"):
@@ -335,9 +354,14 @@ def format_report(report):
     for row in report["ratios"]:
         lat = "" if row["latency_p50"] is None else ", p50 latency {:.2f}x".format(row["latency_p50"])
         lines.append("{} vs {}: throughput {:.2f}x{}".format(row["engine"], row["vs"], row["throughput"], lat))
-    for row in report.get("nms", []):
-        lines.append("NMS {} {} boxes, {} class(es): edgecsp {:.1f} ms, cv2.dnn.NMSBoxesBatched {:.1f} ms ({:.2f}x), "
-                     "{} kept{}".format(row["count"], row["boxes"], row["classes"], row["edgecsp_ms"],
-                                        row["opencv_ms"], row["speedup"], row["kept"],
-                                        "" if row["same_boxes"] else " (different boxes!)"))
+    nms = report.get("nms") or []
+    if nms:
+        lines.append("NMS: edgecsp vs cv2.dnn.NMSBoxesBatched (OpenCV {}), best of several runs each".format(
+            nms[0].get("opencv", "?")))
+        lines.append("{:<10} {:>7} {:>8} {:>7} {:>11} {:>10} {:>8}  {}".format(
+            "boxes", "classes", "count", "kept", "edgecsp ms", "OpenCV ms", "speedup", "same boxes"))
+        for row in nms:
+            lines.append("{:<10} {:>7} {:>8} {:>7} {:>11.2f} {:>10.2f} {:>7.2f}x  {}".format(
+                row["boxes"], row["classes"], row["count"], row["kept"], row["edgecsp_ms"], row["opencv_ms"],
+                row["speedup"], "yes" if row["same_boxes"] else "no (different boxes!)"))
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from collections import OrderedDict
 import numpy as np
 
 from edgecsp.errors import EdgeCSPError, InputError
+from edgecsp.validate import path_pair
 
 _MARK = "EDGECSP-BENCH "  # prefix of the child's result line on stdout
 
@@ -112,16 +113,6 @@ def measure_artefact(path, seconds=3.0, warmup=10, in_flight=3, threads=None):
                         ("throughput_fps", requests * batch / elapsed), ("in_flight", real_in_flight)])
 
 
-def _split_pair(spec, what):
-    parts = spec.split(",")
-    if len(parts) != 2 or not all(parts):
-        raise InputError("{} needs CFG,WEIGHTS (two paths joined by a comma), got {!r}".format(what, spec))
-    for p in parts:
-        if not os.path.isfile(p):
-            raise InputError("{}: file {} not found".format(what, p))
-    return parts
-
-
 def measure_torch(spec, seconds=3.0, warmup=10, size=None):
     """Latency of PyTorch eager on a registry model, a model card, or a darknet ``CFG,WEIGHTS``."""
     from edgecsp._lazy import require
@@ -129,7 +120,7 @@ def measure_torch(spec, seconds=3.0, warmup=10, size=None):
 
     torch = require("torch", "the PyTorch eager baseline")
     if "," in spec:
-        cfg, weights = _split_pair(spec, "torch:")
+        cfg, weights = path_pair(spec, "torch:")
         config = ExportConfig(darknet_cfg=cfg, darknet_weights=weights, input_size=size)
     elif spec.endswith(".json"):
         config = ExportConfig(card=spec)
@@ -151,7 +142,7 @@ def measure_opencv(spec, seconds=3.0, warmup=10, size=None):
     from edgecsp.darknet import parse_cfg
 
     cv2 = require("cv2", "the OpenCV DNN baseline")
-    cfg, weights = _split_pair(spec, "opencv:")
+    cfg, weights = path_pair(spec, "opencv:")
     if size is None:
         net = parse_cfg(cfg).net
         size = (net.get_int("height", 416), net.get_int("width", 416))

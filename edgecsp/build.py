@@ -38,7 +38,7 @@ class BuildConfig(NamedTuple):
 # what build reads and writes (config fields and path options): no output may replace or sit inside an input
 # (edgecsp._files.check_paths)
 PATHS = (("onnx_path", "ONNX", READS), ("calib", "--calib", READS_SPEC), ("calib_cache", "--calib-cache", READS),
-         ("val_data", "--val-data", READS), ("val_images", "--val-images", READS), ("output", "-o", WRITES),
+         ("val_data", "--data", READS), ("val_images", "--images", READS), ("output", "-o", WRITES),
          ("timing_cache", "--timing-cache", WRITES))
 
 
@@ -179,3 +179,27 @@ def _build_from_bundle(config, target, backend, options):
     # the engine goes into the bundle by default: what the bundle holds is read, not the folder as a whole
     check_paths(dict(config._asdict(), **options), PATHS, onnx_path=_bundle_inputs(config.onnx_path))
     return backend.build_from_bundle(str(config.onnx_path), config.output, config.precision, target, **options)
+
+
+METRIC_LABELS = {"map50": "mAP@0.5", "map50_95": "mAP@0.5:0.95"}
+
+
+def int8_report(meta):
+    # type: (object) -> list
+    """Lines that say what an INT8 build measured (``meta.extra['calibration']``): the accuracy reached against
+    FP32 and, after accuracy control (``--max-drop``), the layers that went back to float. Empty otherwise."""
+    calibration = (meta.extra or {}).get("calibration") or {}
+    figures = calibration.get("accuracy")
+    lines = []
+    if figures:
+        bound = calibration.get("max_drop")
+        lines.append("INT8 {} {:.2f} vs FP32 {:.2f} on {} images of {}: a drop of {:.2f} points{}".format(
+            METRIC_LABELS.get(figures["metric"], figures["metric"]), 100 * figures["int8"], 100 * figures["fp32"],
+            figures["validation_images"], figures["validation"], figures["drop_points"],
+            "" if bound is None else " (--max-drop {:g})".format(bound)))
+    reverted = calibration.get("reverted_to_float")
+    if reverted is not None:
+        lines.append("back in float after accuracy control: {}".format(
+            "{} layer(s): {}".format(len(reverted), ", ".join(reverted)) if reverted else "none"))
+    return lines
+

@@ -1,4 +1,5 @@
-"""Library entry point of ``edgecsp infer``: open the artefact's runner and run the detection pipeline."""
+"""Library entry point of ``edgecsp infer``: open the artefact's runner and run the pipeline (detectors and
+classifiers)."""
 import os
 from typing import NamedTuple, Optional
 
@@ -6,7 +7,8 @@ from edgecsp._files import READS, READS_SPEC, WRITES, check_paths
 from edgecsp.errors import InputError, UnsupportedError
 from edgecsp.runtime.inputs import check_sources, open_sources
 from edgecsp.runtime.pipeline import DEFAULT_IN_FLIGHT, DetectOptions, run_pipeline
-from edgecsp.runtime.sinks import sink_for, stream_path
+from edgecsp.runtime.postprocess import class_ids_of
+from edgecsp.runtime.sinks import WindowSink, sink_for, stream_path
 from edgecsp.validate import fraction, iou_threshold, optional, positive_int
 
 
@@ -18,7 +20,7 @@ class InferConfig(NamedTuple):
     max_det: int = 300
     class_agnostic: bool = False
     multi_label: Optional[bool] = None  # None: the model family's rule (ModelMeta.nms), else multi-label
-    save: Optional[str] = None  # annotated video (.mp4) or a folder for annotated images
+    save: Optional[str] = None  # annotated video (.mp4), image (.png/.jpg: an image source) or a folder for images
     json: Optional[str] = None  # detections per frame as JSON lines
     max_frames: Optional[int] = None
     threads: Optional[int] = None
@@ -30,11 +32,16 @@ class InferConfig(NamedTuple):
     gst_codec: str = "h264"  # codec of files / RTSP streams decoded by nvv4l2decoder
     server: Optional[str] = None  # grpc://HOST:PORT of a Triton server running the network (instead of engine)
     model: Optional[str] = None  # the model's name on the server
+    classes: Optional[tuple] = None  # class names or ids to keep (None: all)
+    top_k: int = 5  # a classifier's classes per frame
+    save_txt: Optional[str] = None  # a folder for YOLO label files (edgecsp.runtime.sinks.labels)
+    show: bool = False  # show the annotated frames in a window (needs a display)
 
 
 # what infer reads and writes: no output may replace or sit inside an input (edgecsp._files.check_paths)
 PATHS = (("engine", "--engine", READS), ("source", "source", READS_SPEC), ("save", "--save", WRITES),
-         ("json", "--json", WRITES))
+         ("json", "--save-json", WRITES), ("save_txt", "--save-txt", WRITES))
+OUTPUTS = (("save", "--save"), ("json", "--save-json"), ("save_txt", "--save-txt"))  # one sink each (sink_for)
 
 
 def check_options(config):
@@ -42,8 +49,15 @@ def check_options(config):
     fraction(config.conf, "--conf")
     optional(iou_threshold, config.iou, "--iou")
     positive_int(config.max_det, "--max-det")
+    positive_int(config.top_k, "--top-k")
     optional(positive_int, config.max_frames, "--max-frames")
     optional(positive_int, config.in_flight, "--in-flight")
+    if config.show:
+        from edgecsp.runtime.sinks import display_problem
+
+        problem = display_problem()
+        if problem:
+            raise InputError("--show: " + problem)
     if config.sync and config.in_flight is not None:
         raise InputError("--sync runs one request at a time: drop --in-flight or --sync")
     if (config.engine is None) == (config.server is None):
@@ -61,21 +75,25 @@ def check_options(config):
 
         server_spec(config.server, config.model)  # a bad URL or no --model fails before any source opens
     streams = len(stream_sources(config))  # one output per stream: d.jsonl -> d-0.jsonl, d-1.jsonl...
-    check_paths(config, PATHS, **dict((field, [stream_path(path, i, streams) for i in range(streams)])
-                                      for field, path in (("save", config.save), ("json", config.json)) if path))
+    check_paths(config, PATHS, **dict((field, [stream_path(getattr(config, field), i, streams)
+                                               for i in range(streams)])
+                                      for field, _ in OUTPUTS if getattr(config, field)))
     kind, source_options = _source_kind(config)
     check_sources(stream_sources(config), kind, **source_options)
     return make_sinks(config)
 
 
 def _source_kind(config):
-    """(kind, options) of ``edgecsp.runtime.inputs`` for the config's sources."""
-    return ("gst", {"codec": config.gst_codec}) if config.gst else ("opencv", {})
+    """(kind, options) of ``edgecsp.runtime.inputs`` for the config's sources: a folder's unreadable images are
+    skipped with a warning (counted in the summary's ``skipped``), not the end of the run."""
+    return ("gst", {"codec": config.gst_codec}) if config.gst else ("opencv", {"skip_unreadable": True})
 
 
 def make_sinks(config):
-    """The sinks ``config.save`` and ``config.json`` ask for (``edgecsp.runtime.sinks.sink_for``)."""
-    return [sink_for(option, path) for option, path in (("--save", config.save), ("--json", config.json)) if path]
+    """The sinks ``config.save``, ``config.json``, ``config.save_txt`` and ``config.show`` ask for
+    (``edgecsp.runtime.sinks.sink_for``)."""
+    sinks = [sink_for(option, getattr(config, field)) for field, option in OUTPUTS if getattr(config, field)]
+    return sinks + ([WindowSink()] if config.show else [])
 
 
 def stream_sources(config):
@@ -109,10 +127,12 @@ def infer(config, log=None):
     if in_flight:
         runner.set_in_flight(in_flight)  # before entering: backends size their request pools when loading
     with runner, open_sources(stream_sources(config), kind, **source_options) as sources:
-        if runner.meta.task != "detect":
-            raise UnsupportedError("{} is a {} model: `edgecsp infer` runs detectors".format(
-                config.engine or config.model, runner.meta.task))
+        if runner.meta.task not in ("detect", "classify"):
+            raise UnsupportedError("{} is a {} model: `edgecsp infer` runs detectors and classifiers".format(
+                config.engine or runner.path, runner.meta.task))
+        classes = class_ids_of(config.classes, runner.meta.names)  # before any frame: names come with the model
         return run_pipeline(runner, sources, DetectOptions(config.conf, config.iou, config.max_det,
-                                                           config.class_agnostic, config.multi_label),
+                                                           config.class_agnostic, config.multi_label, classes,
+                                                           config.top_k),
                             sinks=sinks, max_frames=config.max_frames, progress=config.progress, log=log,
                             sync=config.sync, in_flight=in_flight)

@@ -169,7 +169,20 @@ def add_uint8_input(model, meta):
     if len(dims) != 4 or dims[1].dim_value != 3:
         raise UnsupportedError("a uint8 input needs an NCHW input with 3 channels; build with --input float")
     name = original.name
-    inner = name + "_float_nchw"
+    # the prefix's tensors get names no tensor of the graph has: ONNX Runtime's INT8 build already names the
+    # input's quantization parameters `<input>_scale` / `<input>_zero_point`, and a second initializer of one name
+    # silently feeds one of them the other's value
+    taken = set(initializers).union(i.name for i in graph.input).union(o.name for o in graph.output).union(
+        v.name for v in graph.value_info).union(x for node in graph.node for x in list(node.input) + list(node.output))
+
+    def fresh(suffix):
+        candidate, number = name + suffix, 1
+        while candidate in taken:
+            candidate, number = "{}{}_{}".format(name, suffix, number), number + 1
+        taken.add(candidate)
+        return candidate
+
+    inner = fresh("_float_nchw")
     for node in graph.node:  # the network now reads the prefix's output
         node.input[:] = [inner if x == name else x for x in node.input]
     n, h, w = dims[0], dims[2], dims[3]
@@ -177,28 +190,29 @@ def add_uint8_input(model, meta):
     for dim in (n, h, w):
         new_input.type.tensor_type.shape.dim.add().CopyFrom(dim)
     new_input.type.tensor_type.shape.dim.add().dim_value = 3
-    nodes, current = [helper.make_node("Cast", [name], [name + "_f32"], to=onnx.TensorProto.FLOAT,
-                                       name="edgecsp_uint8_cast")], name + "_f32"
+    current = fresh("_f32")
+    nodes = [helper.make_node("Cast", [name], [current], to=onnx.TensorProto.FLOAT, name="edgecsp_uint8_cast")]
     extra = []
     if str(meta.channel_order).upper() == "RGB":
-        extra.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), name + "_bgr_to_rgb"))
-        nodes.append(helper.make_node("Gather", [current, name + "_bgr_to_rgb"], [name + "_rgb"], axis=3,
-                                      name="edgecsp_uint8_bgr_to_rgb"))
-        current = name + "_rgb"
-    nodes.append(helper.make_node("Transpose", [current], [name + "_nchw"], perm=[0, 3, 1, 2],
-                                  name="edgecsp_uint8_nchw"))
-    current = name + "_nchw"
-    scaled = name + "_scaled" if meta.normalized else inner
+        order, rgb = fresh("_bgr_to_rgb"), fresh("_rgb")
+        extra.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), order))
+        nodes.append(helper.make_node("Gather", [current, order], [rgb], axis=3, name="edgecsp_uint8_bgr_to_rgb"))
+        current = rgb
+    nchw = fresh("_nchw")
+    nodes.append(helper.make_node("Transpose", [current], [nchw], perm=[0, 3, 1, 2], name="edgecsp_uint8_nchw"))
+    current = nchw
+    scaled = fresh("_scaled") if meta.normalized else inner
     divisor = meta.scale_divisor  # divide or multiply exactly as the runtime's preprocess does
-    extra.append(numpy_helper.from_array(np.array(meta.scale if divisor is None else divisor, np.float32),
-                                         name + "_scale"))
-    nodes.append(helper.make_node("Mul" if divisor is None else "Div", [current, name + "_scale"], [scaled],
+    scale = fresh("_scale")
+    extra.append(numpy_helper.from_array(np.array(meta.scale if divisor is None else divisor, np.float32), scale))
+    nodes.append(helper.make_node("Mul" if divisor is None else "Div", [current, scale], [scaled],
                                   name="edgecsp_uint8_scale"))
     if meta.normalized:  # (x - mean) / std per channel, as the runtime computes it
-        extra.append(numpy_helper.from_array(np.array(meta.mean, np.float32).reshape(1, 3, 1, 1), name + "_mean"))
-        extra.append(numpy_helper.from_array(np.array(meta.std, np.float32).reshape(1, 3, 1, 1), name + "_std"))
-        nodes.append(helper.make_node("Sub", [scaled, name + "_mean"], [name + "_centred"], name="edgecsp_uint8_mean"))
-        nodes.append(helper.make_node("Div", [name + "_centred", name + "_std"], [inner], name="edgecsp_uint8_std"))
+        mean, std, centred = fresh("_mean"), fresh("_std"), fresh("_centred")
+        extra.append(numpy_helper.from_array(np.array(meta.mean, np.float32).reshape(1, 3, 1, 1), mean))
+        extra.append(numpy_helper.from_array(np.array(meta.std, np.float32).reshape(1, 3, 1, 1), std))
+        nodes.append(helper.make_node("Sub", [scaled, mean], [centred], name="edgecsp_uint8_mean"))
+        nodes.append(helper.make_node("Div", [centred, std], [inner], name="edgecsp_uint8_std"))
     graph.initializer.extend(extra)
     kept = [i for i in graph.input if i.name != name]
     del graph.input[:]

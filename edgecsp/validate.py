@@ -131,3 +131,31 @@ def choice(value, what, choices, hint=""):
         raise InputError("{} must be one of {}, got {!r}{}".format(what, ", ".join(str(c) for c in choices), value,
                                                                   _fix(hint)))
     return value
+
+
+def size_hw(text, what="--input-size"):
+    """``HEIGHTxWIDTH`` (or one number for a square) -> (height, width), both positive."""
+    from edgecsp.errors import InputError
+
+    parts = str(text).lower().replace(",", "x").split("x")
+    values = [int(p) for p in parts] if all(ascii_digits(p) for p in parts) else []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise InputError("{} {!r} is not HEIGHTxWIDTH (e.g. 416x416) or one number".format(what, text))
+    return tuple(values)
+
+
+def path_pair(spec, what):
+    """``CFG,WEIGHTS`` -> [cfg, weights], both existing files (``what``: the spec's prefix, for the message)."""
+    import os
+
+    from edgecsp.errors import InputError
+
+    parts = spec.split(",")
+    if len(parts) != 2 or not all(parts):
+        raise InputError("{} needs CFG,WEIGHTS (two paths joined by a comma), got {!r}".format(what, spec))
+    for p in parts:
+        if not os.path.isfile(p):
+            raise InputError("{}: file {} not found".format(what, p))
+    return parts

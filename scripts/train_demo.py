@@ -18,10 +18,24 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 
 from edgecsp._files import atomic_output, write_text_atomic  # noqa: E402
+from edgecsp.data.shapes import VARIED_SIZES  # noqa: E402
 from edgecsp.export.metadata import meta_from_model  # noqa: E402
 from edgecsp.models.card import card_markdown, write_card  # noqa: E402
 from edgecsp.models import create_model  # noqa: E402
-from edgecsp.training.trainer import SOURCE_SIZES, TrainConfig, evaluate_model, train, validation_set  # noqa: E402
+from edgecsp.training.trainer import SOURCE_SIZES, TrainConfig, evaluate_model, train  # noqa: E402
+
+
+def held_out_set(seed, count):
+    """The images the README evaluates on, as `edgecsp data shapes DIR --count N --seed S` writes them (JPEG, the
+    generator's sizes): ``(image, boxes, labels)`` samples, so the card's mAP is the one users reproduce."""
+    import tempfile
+
+    from edgecsp.data.coco import CocoDataset
+    from edgecsp.data.shapes import generate_dataset
+
+    with tempfile.TemporaryDirectory() as folder:
+        dataset = CocoDataset(generate_dataset(folder, count, seed))
+        return [(dataset.image(i),) + tuple(dataset.ground_truths[i]) for i in range(len(dataset))]
 
 
 def main(argv=None):
@@ -49,7 +63,7 @@ def main(argv=None):
     with open(weights, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     meta = meta_from_model(model, config.model)
-    metrics = evaluate_model(model, validation_set(config.val_seed, config.val_count), meta)
+    metrics = evaluate_model(model, held_out_set(config.val_seed, config.val_count), meta)
     card = {
         "name": config.model,
         "model": config.model,
@@ -63,14 +77,15 @@ def main(argv=None):
         "input": "RGB, float32 NCHW, pixel / 255",
         "letterbox": {"enabled": True, "pad_value": 114,
                       "rule": "scale = min(H/h0, W/w0), size rounded half up, padding split left/top = floor"},
-        "heads": [dict(h._asdict(), anchors=[list(a) for a in h.anchors]) for h in meta.heads],
+        "heads": [dict(h._asdict(), anchors=[list(a) for a in h.anchors]) for h in meta.params.heads],
         "decode": "new_coords (xy = 2*sigmoid-0.5, wh = (2*sigmoid)^2 * anchor), in the runtime",
         "metrics": {
             "map50": round(float(metrics["map50"]), 4),
             "map50_95": round(float(metrics["map50_95"]), 4),
             "per_class_ap50": {meta.names[int(k)]: round(float(v), 4) for k, v in metrics["per_class"].items()},
-            "validation": "{} images rendered with seed {} (training used seed {}), source sizes {}".format(
-                config.val_count, config.val_seed, config.seed, [list(s) for s in SOURCE_SIZES]),
+            "validation": "`edgecsp data shapes DIR --count {} --seed {}` (training used seed {}): JPEG images of "
+                          "the sizes (HxW) {}".format(config.val_count, config.val_seed, config.seed,
+                                                ", ".join("{}x{}".format(*s) for s in VARIED_SIZES)),
             "pipeline": "PyTorch (EMA weights) + edgecsp.runtime letterbox/decode/NMS (conf 0.001, IoU 0.6) "
                         "+ edgecsp.evaluation 101-point COCO-style AP",
         },
@@ -81,6 +96,7 @@ def main(argv=None):
     if args.eval_only and os.path.exists(card_path):  # keep the record of the run that made the weights
         with open(card_path) as f:
             card["training"] = json.load(f).get("training", card["training"])
+    card["training"].setdefault("source_sizes", [list(s) for s in SOURCE_SIZES])  # what train() renders
     write_card(card_path, card)
     write_text_atomic(os.path.join(args.out_dir, config.model + ".md"), card_markdown(card))
     print("mAP@0.5 {:.4f}  mAP@0.5:0.95 {:.4f}  ({:.0f} s) -> {}".format(

@@ -28,7 +28,7 @@ def _score(jsonl_path, gt_path, num_classes):
 def test_demo_model_on_generated_video(demo_ir, demo_video, tmp_path, capsys):
     video, gt = demo_video
     out = str(tmp_path / "det.jsonl")
-    assert main(["infer", "--engine", demo_ir, video, "--json", out, "--conf", "0.001", "--iou", "0.6",
+    assert main(["infer", "--engine", demo_ir, video, "--save-json", out, "--conf", "0.001", "--iou", "0.6",
                  "--no-progress"]) == 0
     metrics = _score(out, gt, 5)
     print("video mAP@0.5 {:.4f}  mAP@0.5:0.95 {:.4f}".format(metrics["map50"], metrics["map50_95"]))

@@ -28,6 +28,7 @@ LAYERS = [
     ("models, data, ONNX helpers", ["edgecsp.models", "edgecsp.data", "edgecsp.onnxio"]),
     ("runtime and targets", ["edgecsp.runtime", "edgecsp.targets"]),
     ("foundation", ["edgecsp._files", "edgecsp._lazy", "edgecsp.validate", "edgecsp"]),
+    ("quiet third-party logs", ["edgecsp._quiet"]),
     ("errors", ["edgecsp.errors"]),
 ]
 

@@ -106,11 +106,11 @@ def test_infer_never_writes_over_its_source_or_model(demo_onnx, demo_video, tmp_
     shutil.copyfile(demo_onnx, str(model))
     line = _refused(capsys, ["infer", "--engine", model, video, "--save", video], video)
     assert "--save {} would overwrite the source".format(video) in line
-    assert "would overwrite the source" in _refused(capsys, ["infer", "--engine", model, video, "--json", model], model)
+    assert "would overwrite the source" in _refused(capsys, ["infer", "--engine", model, video, "--save-json", model], model)
     # stream outputs get -0, -1 suffixes: the second one would be the first source
     first = tmp_path / "c-1.mp4"
     shutil.copyfile(demo_video[0], str(first))
-    line = _refused(capsys, ["infer", "--engine", model, first, video, "--json", tmp_path / "c.mp4"], first)
+    line = _refused(capsys, ["infer", "--engine", model, first, video, "--save-json", tmp_path / "c.mp4"], first)
     assert "c-1.mp4 would overwrite" in line
     imgs = tmp_path / "imgs"
     imgs.mkdir()
@@ -128,13 +128,13 @@ def test_an_irs_weights_and_a_model_are_safe_from_compare_bench_serve_and_infer(
     shutil.copyfile(demo_ir, str(xml))
     shutil.copyfile(demo_ir[:-4] + ".bin", str(tmp_path / "m.bin"))
     weights = tmp_path / "m.bin"
-    assert "belongs to the source" in _refused(capsys, ["compare", xml, xml, "--json", weights], xml, weights)
-    assert "would overwrite" in _refused(capsys, ["compare", xml, xml, "--json", xml], xml, weights)
-    assert "would overwrite" in _refused(capsys, ["bench", "--engine", xml, "--json", xml], xml)
-    assert "--log {} would overwrite".format(xml) in _refused(capsys, ["serve", xml, "--log", xml], xml)
+    assert "belongs to the source" in _refused(capsys, ["compare", "-e", xml, "-b", xml, "--report", weights], xml, weights)
+    assert "would overwrite" in _refused(capsys, ["compare", "-e", xml, "-b", xml, "--report", xml], xml, weights)
+    assert "would overwrite" in _refused(capsys, ["bench", "--engine", xml, "--report", xml], xml)
+    assert "--log {} would overwrite".format(xml) in _refused(capsys, ["serve", "-e", xml, "--log", xml], xml)
     link = tmp_path / "link.json"
     os.symlink(str(weights), str(link))
-    assert "belongs to the source" in _refused(capsys, ["infer", "--engine", xml, "0", "--json", link], weights)
+    assert "belongs to the source" in _refused(capsys, ["infer", "--engine", xml, "0", "--save-json", link], weights)
 
 
 def test_eval_never_writes_its_report_over_the_annotations(demo_onnx, shapes_val, tmp_path, capsys):
@@ -161,7 +161,7 @@ def test_build_export_and_package_fold_into_the_same_check(demo_onnx, demo_card,
     assert "-o {} would overwrite".format(card) in _refused(capsys, ["export", "--card", card, "-o", card], card)
     assert "would overwrite" in _refused(capsys, ["export", "--onnx", onnx, "--names", onnx, "--anchors", "1,2",
                                                   "-o", onnx], onnx)
-    assert "--deepstream {} would overwrite".format(onnx) in _refused(capsys, ["package", "--deepstream", onnx, onnx],
+    assert "--deepstream {} would overwrite".format(onnx) in _refused(capsys, ["package", "--deepstream", onnx, "-e", onnx],
                                                                      onnx)
     from edgecsp.infer import InferConfig, infer
 

@@ -76,7 +76,7 @@ def test_sigterm_during_infer_save_leaves_no_partial_video(demo_onnx, tmp_path):
     generate_video(video, 1500, seed=3, size=(96, 128))
     out = tmp_path / "out"
     out.mkdir()
-    argv = _edgecsp("infer", "--engine", demo_onnx, video, "--save", out / "annotated.mp4", "--json",
+    argv = _edgecsp("infer", "--engine", demo_onnx, video, "--save", out / "annotated.mp4", "--save-json",
                     out / "d.jsonl", "--no-progress")
     code, err = _terminate_once_writing(argv, out, lambda f: _staged_bytes(f) > 4096)
     assert code == 143 and _one_line(err) == "edgecsp infer: terminated", err
@@ -111,28 +111,48 @@ def test_a_second_sigterm_does_not_cut_the_cleanup_short(tmp_path):
     assert os.listdir(str(out)) == []
 
 
-def test_in_process_sigterm_returns_143_and_puts_back_the_handler_it_found(tmp_path, capsys):
-    import threading
+_IN_PROCESS = r"""
+import io, json, os, signal, sys, threading, time
+sys.path.insert(0, sys.argv[2])
+from edgecsp.cli import main
+from tests.test_signals import _staged_bytes
 
-    from edgecsp.cli import main
+folder = sys.argv[1]
+seen, done = [], threading.Event()
+mine = lambda *_: seen.append("the test's handler")
 
-    def terminate_once_writing():
-        while _staged_bytes(str(tmp_path)) == 0 and not done.is_set():
-            time.sleep(0.01)
-        if not done.is_set():
-            os.kill(os.getpid(), signal.SIGTERM)
 
-    seen = []
-    mine = lambda *_: seen.append("the test's handler")  # noqa: E731
-    previous = signal.signal(signal.SIGTERM, mine)
-    done = threading.Event()
-    killer = threading.Thread(target=terminate_once_writing)
-    killer.start()
-    try:
-        code = main(["data", "video", str(tmp_path / "v.mp4"), "--frames", "100000", "--size", "32x32"])
-    finally:
-        done.set()
-        killer.join()
-        handler_after = signal.signal(signal.SIGTERM, previous)
-    assert code == 143 and _one_line(capsys.readouterr().err) == "edgecsp data: terminated"
-    assert seen == [] and handler_after is mine and os.listdir(str(tmp_path)) == []
+def terminate_once_writing():
+    while _staged_bytes(folder) == 0 and not done.is_set():
+        time.sleep(0.01)
+    if not done.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+previous = signal.signal(signal.SIGTERM, mine)
+killer = threading.Thread(target=terminate_once_writing)
+killer.start()
+err, sys.stderr = sys.stderr, io.StringIO()
+try:
+    code = main(["data", "video", os.path.join(folder, "v.mp4"), "--frames", "100000", "--size", "32x32"])
+finally:
+    done.set()
+    killer.join()
+    handler_after = signal.signal(signal.SIGTERM, previous)
+    captured, sys.stderr = sys.stderr.getvalue(), err
+print(json.dumps({"code": code, "err": captured, "seen": seen, "mine": handler_after is mine,
+                  "left": os.listdir(folder)}))
+"""
+
+
+def test_in_process_sigterm_returns_143_and_puts_back_the_handler_it_found(tmp_path):
+    # main() in a process of its own (as the CLI always runs), not in the test runner's: the runner has loaded a
+    # thousand tests' native libraries by now, whose own signal handling is not what this test is about
+    import json
+
+    done = subprocess.run([sys.executable, "-c", _IN_PROCESS, str(tmp_path), ROOT], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["code"] == 143 and _one_line(result["err"]) == "edgecsp data: terminated"
+    assert result["seen"] == [] and result["mine"] and result["left"] == []

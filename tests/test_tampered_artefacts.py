@@ -92,7 +92,7 @@ def test_build_and_infer_refuse_the_same_tampered_onnx(demo_onnx, image, tmp_pat
     model = _with_onnx_meta(demo_onnx, str(tmp_path / "m.onnx"), _tampered_text(original, change))
     out = tmp_path / "out"
     for argv in (["build", model, "--target", "cpu-ort", "-o", str(out / "m-ort.onnx")],
-                 ["infer", "--engine", model, image, "--json", str(out / "d.jsonl"), "--no-progress"]):
+                 ["infer", "--engine", model, image, "--save-json", str(out / "d.jsonl"), "--no-progress"]):
         code = main(argv)
         line = _one_line(capsys.readouterr().err)
         assert code == 5, (argv[0], line)
@@ -116,7 +116,7 @@ def test_a_tampered_ir_is_refused_by_infer_and_package(demo_ir, image, tmp_path,
         code = main(["infer", "--engine", bad, image, "--no-progress"])
         assert code == 5 and message in _one_line(capsys.readouterr().err)
         needs("tritonclient")
-        code = main(["package", "--triton", str(tmp_path / "repo"), bad, "--name", "bad"])
+        code = main(["package", "--triton", str(tmp_path / "repo"), "-e", bad, "--model", "bad"])
         assert code == 5 and message in _one_line(capsys.readouterr().err)
         assert not os.path.exists(str(tmp_path / "repo" / "bad"))
 

@@ -55,12 +55,12 @@ def test_a_folder_without_write_permission(demo_onnx, demo_video, shapes_val, tm
     try:
         for argv in (["data", "video", locked / "v.mp4", "--frames", "5"],
                      ["data", "shapes", locked / "set", "--count", "2"],
-                     ["infer", "--engine", demo_onnx, demo_video[0], "--json", locked / "d.jsonl"],
+                     ["infer", "--engine", demo_onnx, demo_video[0], "--save-json", locked / "d.jsonl"],
                      ["infer", "--engine", demo_onnx, demo_video[0], "--save", locked / "o.mp4"],
                      ["build", "--target", "cpu-ort", demo_onnx, "-o", locked / "m.onnx"],
                      ["export", "shapes_tiny_csp", "--input-size", "64x64", "--no-verify", "-o", locked / "m.onnx"],
                      ["eval", "--engine", demo_onnx, "--data", shapes_val, "--report", locked / "r.json", "--no-coco"],
-                     ["compare", demo_onnx, demo_onnx, "--count", "1", "--json", locked / "c.json"]):
+                     ["compare", "-e", demo_onnx, "-b", demo_onnx, "--count", "1", "--report", locked / "c.json"]):
             proc = _unprivileged(_edgecsp(*argv))
             line = _one_line(proc.stderr)
             assert proc.returncode == 3, proc.stderr
@@ -74,7 +74,7 @@ def test_a_read_only_file_system(demo_onnx, demo_video, tmp_path):
     mount = tmp_path / "ro"
     mount.mkdir()
     for argv in (["data", "video", mount / "v.mp4", "--frames", "5"],
-                 ["infer", "--engine", demo_onnx, demo_video[0], "--json", mount / "sub" / "d.jsonl"],
+                 ["infer", "--engine", demo_onnx, demo_video[0], "--save-json", mount / "sub" / "d.jsonl"],
                  ["build", "--target", "cpu-ort", demo_onnx, "-o", mount / "m.onnx"]):
         proc, left = _on_tmpfs(mount, "ro,size=1m", _edgecsp(*argv))
         assert proc.returncode == 3, proc.stderr
@@ -89,7 +89,7 @@ def test_a_full_file_system(demo_onnx, demo_video, tmp_path):
     mount.mkdir()
     for argv in (["data", "video", mount / "v.mp4", "--frames", "100"],
                  ["infer", "--engine", demo_onnx, demo_video[0], "--save", mount / "o.mp4", "--no-progress"],
-                 ["infer", "--engine", demo_onnx, demo_video[0], "--json", mount / "d.jsonl", "--no-progress"],
+                 ["infer", "--engine", demo_onnx, demo_video[0], "--save-json", mount / "d.jsonl", "--no-progress"],
                  ["build", "--target", "cpu", demo_onnx, "-o", mount / "m.xml"],
                  ["export", "shapes_tiny_csp", "--input-size", "64x64", "--no-verify", "-o", mount / "m.onnx"]):
         proc, left = _on_tmpfs(mount, "size=8k", _edgecsp(*argv))
@@ -104,12 +104,12 @@ def test_a_file_where_a_folder_should_be(demo_onnx, demo_video, shapes_val, tmp_
     blocker.write_text("a file, not a folder")
     for argv in (["data", "video", blocker / "v.mp4", "--frames", "5"],
                  ["data", "shapes", blocker / "sub" / "set", "--count", "2"],
-                 ["infer", "--engine", demo_onnx, demo_video[0], "--json", blocker / "d.jsonl"],
+                 ["infer", "--engine", demo_onnx, demo_video[0], "--save-json", blocker / "d.jsonl"],
                  ["build", "--target", "cpu-ort", demo_onnx, "-o", blocker / "sub" / "m.onnx"],
                  ["export", "shapes_tiny_csp", "--input-size", "64x64", "--no-verify", "-o", blocker / "m.onnx"],
                  ["eval", "--engine", demo_onnx, "--data", shapes_val, "--report", blocker / "r.json", "--no-coco"],
-                 ["compare", demo_onnx, demo_onnx, "--json", blocker / "sub" / "c.json"],
-                 ["bench", "--engine", demo_onnx, "--json", blocker / "b.json"]):
+                 ["compare", "-e", demo_onnx, "-b", demo_onnx, "--report", blocker / "sub" / "c.json"],
+                 ["bench", "--engine", demo_onnx, "--report", blocker / "b.json"]):
         assert main([str(a) for a in argv]) == 3, argv
         line = _one_line(capsys.readouterr().err)
         assert "{} is a file, not a folder".format(blocker) in line, line

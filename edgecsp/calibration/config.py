@@ -33,9 +33,9 @@ class CalibrationConfig(NamedTuple):
         """This config if its values are usable; InputError naming the option otherwise."""
         if not self.source and not self.cache:
             raise InputError("INT8 needs calibration data: pass --calib with " + SOURCE_HELP)
-        positive_int(self.count, "--calib-count")
+        positive_int(self.count, "--count")
         optional(positive_int, self.every, "--calib-every")
-        non_negative_int(self.seed, "--calib-seed")
+        non_negative_int(self.seed, "--seed")
         return self
 
 
@@ -57,7 +57,7 @@ class AccuracyControl(NamedTuple):
 
     def checked(self):
         if not self.data:
-            raise InputError("--max-drop needs validation data: pass --val-data annotations.json [--val-images DIR]")
+            raise InputError("--max-drop needs validation data: pass --data annotations.json [--images DIR]")
         optional(number_in, self.max_drop, "--max-drop (in mAP points)", 0.0, 100.0)
         choice(self.metric, "the accuracy metric", METRICS)
         return self
@@ -85,7 +85,7 @@ def int8_options(options, accepted=CALIBRATION_OPTIONS + ACCURACY_OPTIONS):
     accuracy = None
     if any(k in options for k in ACCURACY_OPTIONS):
         if "val_data" not in options:
-            raise InputError("--max-drop and --val-images need validation data: pass --val-data annotations.json")
+            raise InputError("--max-drop and --images need validation data: pass --data annotations.json")
         accuracy = AccuracyControl(data=options["val_data"], max_drop=options.get("max_drop"),
                                    images=options.get("val_images"), metric=options.get("val_metric", "map50"),
                                    validator=options.get("validator"))

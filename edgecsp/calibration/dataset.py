@@ -32,7 +32,7 @@ class CalibrationSet(object):
             raise InputError("this calibration needs images: pass --calib SOURCE")
         batch_size = positive_int(batch_size, "calibration batch size")
         if config.count < batch_size:
-            raise InputError("--calib-count {} is smaller than the model's batch of {}: pass at least {}".format(
+            raise InputError("--count {} is smaller than the model's batch of {}: pass at least {}".format(
                 config.count, batch_size, batch_size))
         self.config = config
         self.meta = meta
@@ -61,8 +61,26 @@ class CalibrationSet(object):
                 yield preprocess(pending, self.meta)[0]
                 pending = []
 
+    def drop_unreadable(self):
+        """Decode every chosen image file once and leave out, with a warning, those that cannot be decoded (the
+        record counts them: ``describe()["skipped"]``); InputError when fewer than a batch remain. Video and
+        synthetic sources are left as they are. Returns self."""
+        if not self.samples.paths:
+            return self
+        self.samples = self.samples.readable()
+        skipped = len(self.samples.skipped)
+        if skipped and self.num_samples == 0:
+            raise InputError("calibration source {}: {} of the {} chosen images cannot be decoded and fewer than a "
+                             "batch of {} remain: remove or re-save them, or pass another source".format(
+                                 self.config.source, skipped, skipped + len(self.samples.samples), self.batch_size))
+        return self
+
     def verify(self):
-        """Decode every chosen image once, so an unreadable one fails before a long calibration starts."""
+        """Decode every chosen image once before a long calibration starts (``drop_unreadable`` for image files);
+        InputError when a source gives fewer images than chosen."""
+        if self.samples.paths:
+            self.drop_unreadable()
+            return self
         decoded = sum(1 for _ in self.frames())
         if decoded < self.num_samples:
             raise InputError("calibration source {} gave {} images, fewer than the {} chosen: check it".format(

@@ -8,6 +8,7 @@ Python 3.6 compatible; numpy at import time, OpenCV on first use.
 """
 import hashlib
 import json
+import logging
 import os
 import re
 from typing import Callable, Iterator, List, NamedTuple, Optional
@@ -18,8 +19,9 @@ from edgecsp._lazy import require
 from edgecsp.calibration.config import SOURCE_HELP
 from edgecsp.data.coco import coco_file_names, resolve_image_paths
 from edgecsp.errors import InputError
-from edgecsp.runtime.sources import IMAGE_EXTENSIONS, list_images, read_image
+from edgecsp.runtime.sources import IMAGE_EXTENSIONS, list_images, read_image, videos_note
 
+log = logging.getLogger(__name__)
 _SHAPES = re.compile(r"^shapes(?::(\d+))?$")
 SHAPES_VERSION = 1  # bump when edgecsp.data.shapes renders different pixels for the same seed
 
@@ -38,6 +40,26 @@ class SampleList(NamedTuple):
     available: int  # how many candidates the source had (synthetic sources: len(samples))
     settings: dict  # what else decided the selection: seed, every...
     frames: Callable[[], Iterator[np.ndarray]]
+    paths: tuple = ()  # the file of each sample (folder, coco, image kinds): what ``readable()`` checks
+    skipped: tuple = ()  # names of chosen samples left out because they could not be decoded
+
+    def readable(self):
+        """This list without the chosen images that cannot be decoded, each named in a warning and recorded in
+        ``skipped`` (``describe()`` counts them); decodes every chosen image once. The same list for video and
+        synthetic sources, whose frames are checked as they are read."""
+        bad = []
+        for sample, path in zip(self.samples, self.paths):
+            try:
+                read_image(path)
+            except InputError as exc:
+                log.warning("calibration: skipping %s", exc)
+                bad.append(sample.name)
+        if not bad:
+            return self
+        keep = [i for i, sample in enumerate(self.samples) if sample.name not in bad]
+        paths = tuple(self.paths[i] for i in keep)
+        return self._replace(samples=[self.samples[i] for i in keep], paths=paths, frames=_reader(paths),
+                             skipped=tuple(self.skipped) + tuple(bad))
 
     def fingerprint(self):
         """sha256 of the kind and the sorted (name, size) list of the chosen samples: the same images give the
@@ -48,9 +70,13 @@ class SampleList(NamedTuple):
 
     def describe(self):
         """The provenance entry for this data (no absolute paths beyond ``source``)."""
-        return {"kind": self.kind, "source": self.source, "fingerprint": self.fingerprint(),
-                "samples": len(self.samples), "available": self.available,
-                "bytes": int(sum(s.size for s in self.samples)), "settings": dict(self.settings)}
+        described = {"kind": self.kind, "source": self.source, "fingerprint": self.fingerprint(),
+                     "samples": len(self.samples), "available": self.available,
+                     "bytes": int(sum(s.size for s in self.samples)), "settings": dict(self.settings),
+                     "skipped": len(self.skipped)}
+        if self.skipped:
+            described["skipped_samples"] = list(self.skipped)  # chosen, but undecodable: not in the fingerprint
+        return described
 
 
 def choose(available, count, seed):
@@ -63,8 +89,8 @@ def choose(available, count, seed):
 
 
 def _too_few(spec, available, count, what):
-    return InputError("calibration source {} has {} {}, fewer than --calib-count {}: add {} or pass "
-                      "--calib-count {}".format(spec, available, what, count, what, available))
+    return InputError("calibration source {} has {} {}, fewer than --count {}: add {} or pass "
+                      "--count {}".format(spec, available, what, count, what, available))
 
 
 def select_samples(spec, count, seed=0, every=None, images_dir=None):
@@ -82,9 +108,14 @@ def select_samples(spec, count, seed=0, every=None, images_dir=None):
         raise InputError("calibration source {} does not exist: pass {}".format(spec, SOURCE_HELP))
     if os.path.isdir(path):
         paths = list_images(path)
+        videos = videos_note(path)
         if not paths:
-            raise InputError("calibration folder {} contains no images ({}): add images or pass another "
-                             "source".format(spec, ", ".join("*" + e for e in IMAGE_EXTENSIONS)))
+            raise InputError("calibration folder {} contains no images ({}){}: add images or pass another "
+                             "source".format(spec, ", ".join("*" + e for e in IMAGE_EXTENSIONS),
+                                             ", only " + videos if videos else ""))
+        if videos:
+            log.warning("calibration folder %s: drawing from its %d images, not its %s: pass a video as --calib "
+                        "of its own", spec, len(paths), videos)
         return _files("folder", spec, path, paths, count, seed)
     if os.path.getsize(path) == 0:
         raise InputError("calibration source {} is an empty file: pass {}".format(spec, SOURCE_HELP))
@@ -105,11 +136,25 @@ def _files(kind, spec, root, paths, count, seed):
     samples = [Sample(os.path.relpath(os.path.abspath(p), os.path.abspath(root)).replace(os.sep, "/"),
                       int(os.path.getsize(p))) for p in chosen]
 
-    def frames():
-        for p in chosen:
-            yield read_image(p)
+    return SampleList(kind, spec, samples, len(paths), {"seed": int(seed), "count": int(count)}, _reader(chosen),
+                      tuple(chosen))
 
-    return SampleList(kind, spec, samples, len(paths), {"seed": int(seed), "count": int(count)}, frames)
+
+def _reader(paths):
+    """``frames()`` of image files: each decoded in order; one that cannot be is skipped with a warning (a
+    CalibrationSet drops it from its samples in ``verify()``, before any pass)."""
+    paths = list(paths)
+
+    def frames():
+        for p in paths:
+            try:
+                image = read_image(p)
+            except InputError as exc:
+                log.warning("calibration: skipping %s", exc)
+                continue
+            yield image
+
+    return frames
 
 
 def _shapes(spec, shapes_seed, count):
@@ -141,8 +186,8 @@ def _video(spec, path, count, seed, every):
     step = int(every) if every else max(1, length // count)
     candidates = list(range(0, length, step))
     if len(candidates) < count:
-        raise InputError("calibration video {} has {} frames, {} at every {}th frame, fewer than --calib-count {}: "
-                         "pass a smaller --calib-every or --calib-count".format(spec, length, len(candidates), step,
+        raise InputError("calibration video {} has {} frames, {} at every {}th frame, fewer than --count {}: "
+                         "pass a smaller --calib-every or --count".format(spec, length, len(candidates), step,
                                                                                 count))
     indices = [candidates[i] for i in choose(len(candidates), count, seed)]
     size = int(os.path.getsize(path))

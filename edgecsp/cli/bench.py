@@ -1,12 +1,13 @@
 """``edgecsp bench --engine ARTEFACT``: latency, throughput, a video's per-stage times, and baselines side by side."""
 from edgecsp.backends import artefact_help
+from edgecsp.cli.options import add, alias
 
 
 def add_arguments(p):
-    p.add_argument("--engine", "-e", help="artefact to measure ({}); ratios are against it".format(artefact_help()))
+    add(p, "engine", help="artefact to measure ({}); ratios are against it".format(artefact_help()))
     p.add_argument("--server", metavar="grpc://HOST:PORT",
                    help="measure model --model on this Triton server instead of a local artefact")
-    p.add_argument("--model", metavar="NAME", help="the model's name on --server")
+    p.add_argument("--model", metavar="NAME", help="the model's name on --server (default: its only model)")
     p.add_argument("--vs", nargs="+", default=[], metavar="SPEC",
                    help="baselines measured in the same run, each in its own process, alternated: another artefact "
                         "(an FP16/INT8 build, another backend's), a model on a Triton server "
@@ -24,24 +25,19 @@ def add_arguments(p):
     p.add_argument("--rounds", type=int, default=0, help="alternation rounds (default 3 with --vs/--video, else 1)")
     p.add_argument("--nms", type=int, nargs="?", const=10000, default=0, metavar="BOXES",
                    help="also time edgecsp's NMS against cv2.dnn.NMSBoxesBatched on BOXES boxes (default 10000)")
-    p.add_argument("--json", help="write the full report (every round, medians, ratios, machine) as JSON")
+    alias(p, "bench", "--json", "report")
+    add(p, "report", metavar="FILE", help="write the full report (every round, medians, ratios, machine) as JSON")
 
 
 def run(args):
     from edgecsp.bench import BenchConfig, bench, format_report
-    from edgecsp.validate import non_negative_int, number_in, optional, positive_int
 
-    number_in(args.seconds, "--seconds", 0.0, low_open=True)
-    number_in(args.warmup, "--warmup", 0.0)
-    positive_int(args.in_flight, "--in-flight")
-    non_negative_int(args.rounds, "--rounds")
-    optional(positive_int, args.max_frames, "--max-frames")
     config = BenchConfig(engine=args.engine, vs=tuple(args.vs), video=args.video, max_frames=args.max_frames,
                          seconds=args.seconds, warmup=args.warmup, in_flight=args.in_flight, threads=args.threads,
-                         rounds=args.rounds, json=args.json, memory=args.memory, nms=args.nms,
+                         rounds=args.rounds, json=args.report, memory=args.memory, nms=args.nms,
                          server=args.server, model=args.model)
     report = bench(config, log=print)
     print(format_report(report))
-    if args.json:
-        print("report: {}".format(args.json))
+    if args.report:
+        print("report: {}".format(args.report))
     return 0

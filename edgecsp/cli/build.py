@@ -6,13 +6,15 @@ device, ``--from-trtexec ENGINE BUNDLE`` writes the manifest of an engine the bu
 """
 import os
 
+from edgecsp.cli.options import add, alias
+
 # --flag -> TensorRT build option (edgecsp.backends.tensorrt.options.TensorRTOptions)
 _TRT_OPTIONS = (("workspace", "workspace_mib"), ("calib", "calib"), ("input", "input_form"),
                 ("calib_method", "calib_method"), ("calib_cache", "calib_cache"), ("dla_core", "dla_core"),
                 ("max_batch", "max_batch"), ("fp32_tensor", "fp32_tensors"), ("timing_cache", "timing_cache"))
 # --flag -> INT8 option of the cpu / cpu-ort targets (edgecsp.calibration.config.int8_options)
-_INT8_OPTIONS = (("calib_count", "calib_count"), ("calib_seed", "calib_seed"), ("calib_every", "calib_every"),
-                 ("max_drop", "max_drop"), ("val_data", "val_data"), ("val_images", "val_images"),
+_INT8_OPTIONS = (("count", "calib_count"), ("seed", "calib_seed"), ("calib_every", "calib_every"),
+                 ("max_drop", "max_drop"), ("data", "val_data"), ("images", "val_images"),
                  ("val_metric", "val_metric"), ("int8_preset", "int8_preset"))
 
 
@@ -59,17 +61,20 @@ def add_arguments(p):
     int8 = p.add_argument_group("INT8 for cpu (OpenVINO + NNCF) and cpu-ort (ONNX Runtime QDQ)",
                                 "--calib SOURCE: a folder of images, a video, a COCO annotations .json or shapes:SEED; "
                                 "--calib-cache: the <artefact>.calibration.json of an earlier cpu-ort build")
-    int8.add_argument("--calib-count", type=int, metavar="N",
-                      help="calibration images drawn from --calib (default 300)")
-    int8.add_argument("--calib-seed", type=int, metavar="S", help="seed of the calibration sampling (default 0)")
+    add(int8, "count", type=int, metavar="N", help="calibration images drawn from --calib (default 300)")
+    alias(int8, "build", "--calib-count", "count")
+    add(int8, "seed", type=int, metavar="S", help="seed of the calibration sampling (default 0)")
+    alias(int8, "build", "--calib-seed", "seed")
     int8.add_argument("--calib-every", type=int, metavar="N",
-                      help="video: take every Nth frame (default: spread --calib-count frames over the video)")
+                      help="video: take every Nth frame (default: spread --count frames over the video)")
     int8.add_argument("--max-drop", type=float, metavar="POINTS",
-                      help="cpu: accuracy-controlled quantization; fail unless the mAP drop on --val-data is at "
+                      help="cpu: accuracy-controlled quantization; fail unless the mAP drop on --data is at "
                            "most POINTS (e.g. 0.5)")
-    int8.add_argument("--val-data", metavar="ANN.json", help="COCO annotations of the validation images "
+    alias(int8, "build", "--val-data", "data")
+    add(int8, "data", metavar="ANN.json", help="COCO annotations of the validation images "
                                                              "(not the calibration ones); measures the drop")
-    int8.add_argument("--val-images", metavar="DIR", help="folder of the validation images (default: the json's)")
+    alias(int8, "build", "--val-images", "images")
+    add(int8, "images", metavar="DIR", help="folder of the validation images (default: the json's)")
     int8.add_argument("--int8-preset", choices=("performance", "mixed"),
                       help="cpu: NNCF preset: performance (default; symmetric activations, int8 through the CSP "
                            "splits) or mixed (asymmetric activations: slower, for activations far from zero-centred)")
@@ -103,6 +108,12 @@ def run(args):
                 print(handle.read().rstrip())
     else:
         print("wrote {}".format(path))
+        if args.precision == "int8":
+            from edgecsp.backends import read_artefact_meta
+            from edgecsp.build import int8_report
+
+            for line in int8_report(read_artefact_meta(path)):
+                print(line)
     return 0
 
 

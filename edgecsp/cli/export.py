@@ -1,19 +1,6 @@
 """``edgecsp export``: registry model (+ checkpoint), model card or darknet cfg + weights -> simplified, verified
 ONNX with metadata."""
-
-
-def _size(text):
-    from edgecsp.errors import InputError
-
-    from edgecsp.validate import ascii_digits
-
-    parts = text.lower().replace(",", "x").split("x")
-    values = [int(p) for p in parts] if all(ascii_digits(p) for p in parts) else []
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) <= 0:
-        raise InputError("--input-size {!r} is not HEIGHTxWIDTH (e.g. 416x416) or one number".format(text))
-    return tuple(values)
+from edgecsp.validate import size_hw as _size  # HEIGHTxWIDTH
 
 
 def add_arguments(p):
@@ -78,9 +65,13 @@ def run(args):
                           darknet_weights=args.darknet[1] if args.darknet else None, names_file=args.names,
                           decode_in_graph=args.decode_in_graph)
     report = export(config, log=print)
-    print("wrote {} (opset {}, {} -> {} nodes, PyTorch vs ONNX Runtime max |diff| {:.2g} on outputs up to {:.3g}, "
-          "{:.1f} s)".format(report.path, report.opset, report.nodes_raw, report.nodes_simplified,
-                             report.torch_vs_ort_max_abs, report.reference_max_abs, report.seconds))
+    print("wrote {} (opset {}, {}{}{:.1f} s)".format(
+        report.path, report.opset,
+        "{} -> {} nodes, ".format(report.nodes_raw, report.nodes_simplified) if config.simplify else
+        "{} nodes, not simplified, ".format(report.nodes_raw),
+        "PyTorch vs ONNX Runtime max |diff| {:.2g} on outputs up to {:.3g}, ".format(
+            report.torch_vs_ort_max_abs, report.reference_max_abs) if config.verify else "not verified, ",
+        report.seconds))
     return 0
 
 

@@ -1,14 +1,20 @@
-"""``edgecsp serve ARTEFACT``: a real Triton server on this machine, running the artefact with edgecsp's runner in
-Triton's python backend (dynamic batching, health at /v2/health/ready), until Ctrl-C or SIGTERM."""
+"""``edgecsp serve ARTEFACT [ARTEFACT ...]``: a real Triton server on this machine, running each artefact as its own
+model with edgecsp's runner in Triton's python backend (dynamic batching, health at /v2/health/ready), until Ctrl-C
+or SIGTERM."""
 from edgecsp._files import READS, WRITES
+from edgecsp.cli.options import add, alias, from_legacy, legacy_positional
 
 # what serve reads and writes: the CLI checks that --log replaces none of it (edgecsp._files.check_paths)
-PATHS = (("artefact", "ARTEFACT", READS), ("log", "--log", WRITES))
+PATHS = (("engine", "--engine", READS), ("legacy", "ARTEFACT", READS), ("log", "--log", WRITES))
 
 
 def add_arguments(p):
-    p.add_argument("artefact", help="an artefact built by `edgecsp build` (.xml, .onnx or TensorRT engine)")
-    p.add_argument("--name", help="model name on the server (default: the artefact's file stem)")
+    legacy_positional(p, "ARTEFACT")
+    add(p, "engine", action="append", help="artefact(s) built by `edgecsp build` (.xml, .onnx or TensorRT "
+                                               "engine): each is one model on the server")
+    alias(p, "serve", "--name", "model", append=True)
+    add(p, "model", action="append", metavar="NAME", help="model name on the server, once per artefact in their order "
+                                                   "(default: each artefact's file stem)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all: "
                    "no authentication, no TLS)")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001, Triton's)")
@@ -29,7 +35,7 @@ def run(args):
     import sys
     import threading
 
-    from edgecsp.serving import serving
+    from edgecsp.serving import serving_many
     from edgecsp.serving.server import MAX_RESTARTS, exposure_warning
     from edgecsp.serving.triton_config import describe
     from edgecsp.validate import non_negative_int, optional, printable
@@ -38,20 +44,23 @@ def run(args):
         sys.stderr.write("edgecsp serve: {}\n".format(printable(line)))
         sys.stderr.flush()
 
+    from_legacy(args, "serve", many=True)
     restarts = optional(non_negative_int, args.restarts, "--restarts")
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        with serving(args.artefact, name=args.name, max_batch=args.max_batch, instances=args.instances,
-                     host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
-                     tritonserver=args.tritonserver, log_path=args.log) as (server, packaged):
+        with serving_many(args.engine, names=args.model, max_batch=args.max_batch, instances=args.instances,
+                          host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
+                          tritonserver=args.tritonserver, log_path=args.log) as (server, models):
             warning = exposure_warning(server.host, server.http_port, server.grpc_port)
             if warning:
                 say("warning: " + warning)
-            print("serving {} at {} (health: {}/v2/health/ready)".format(
-                describe(packaged.config), server.grpc_url, server.http_url), flush=True)
-            print("run it: edgecsp infer --server {} --model {} VIDEO".format(server.grpc_url, packaged.name),
-                  flush=True)
+            for packaged in models:
+                print("serving {} at {} (health: {}/v2/health/ready)".format(
+                    describe(packaged.config), server.grpc_url, server.http_url), flush=True)
+            for packaged in models:  # with one model, --model may be left out
+                print("run it: edgecsp infer --server {} --model {} VIDEO".format(server.grpc_url, packaged.name),
+                      flush=True)
             server.serve_until(stop, report=say, restarts=MAX_RESTARTS if restarts is None else restarts)
     finally:
         signal.signal(signal.SIGTERM, previous)

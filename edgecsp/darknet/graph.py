@@ -73,9 +73,11 @@ class NetworkPlan(NamedTuple):
         return self.input_shape[1], self.input_shape[2]
 
 
-def plan_network(cfg, input_size=None):
-    # type: (DarknetCfg, object) -> NetworkPlan
+def plan_network(cfg, input_size=None, _probe=None):
+    # type: (DarknetCfg, object, object) -> NetworkPlan
     """Check ``cfg`` and compute every layer's shape; ``input_size`` (h, w) overrides [net] height/width."""
+    if _probe is not None:
+        input_size = _probe
     net = cfg.net
     channels = net.get_int("channels", 3)
     if input_size:
@@ -93,6 +95,8 @@ def plan_network(cfg, input_size=None):
                         "its layers would need gigabytes): use a size such as 416x416 or 608x608".format(
                             where, MAX_SIDE))
     _check_values(net, "the input", (channels, height, width))
+    if _probe is None:
+        _check_stride(cfg, height, width, where)
     plans = []  # type: List[LayerPlan]
     params = ops = 0
     for section in cfg.layers:
@@ -128,6 +132,37 @@ def plan_network(cfg, input_size=None):
     if plan.heads:
         _check_heads(plan)
     return plan
+
+
+STRIDE_PROBE = 512  # a side every darknet stride divides (powers of two up to 256 leave a grid of 2 or more)
+
+
+def max_stride(cfg):
+    # type: (DarknetCfg) -> int
+    """The largest stride of ``cfg``'s [yolo] heads: what a detector's input sides must be multiples of (darknet's
+    rule); 0 for a classifier (its global pooling takes any size) or a network that cannot be planned at all
+    (planning then says why)."""
+    from edgecsp.errors import EdgeCSPError
+
+    try:
+        plan = plan_network(cfg, _probe=(STRIDE_PROBE, STRIDE_PROBE))
+    except EdgeCSPError:
+        return 0
+    sides = [p.shape[1] for p in plan.heads if p.shape[1] > 0]
+    return STRIDE_PROBE // min(sides) if sides else 0
+
+
+def _check_stride(cfg, height, width, where):
+    """InputError up front when a side is not a multiple of the largest stride: darknet's [route] and [shortcut]
+    would otherwise fail deep in the network on two feature maps one pixel apart."""
+    from edgecsp.errors import InputError
+
+    stride = max_stride(cfg)
+    if stride > 1 and (height % stride or width % stride):
+        fit = lambda side: max(stride, int(round(float(side) / stride)) * stride)  # noqa: E731
+        raise InputError("{} of {} is not a multiple of {}, the network's largest stride: use a multiple of {} "
+                         "(e.g. {}x{})".format(where, excerpt(cfg.name, 40), stride, stride, fit(height),
+                                               fit(width)))
 
 
 def conv_params(attrs):

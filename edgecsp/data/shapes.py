@@ -12,7 +12,8 @@ row and ``x2, y2`` is one past the last one (so ``x2 - x1`` is the width in pixe
 Everything is a pure function of the seed (``numpy.random.Generator``); OpenCV only draws. Files written here:
 
 * ``generate_dataset``: ``<out_dir>/images/000000.jpg ...`` and ``<out_dir>/annotations.json`` (COCO; category
-  ids start at 1 in ``SHAPE_CLASSES`` order; ``area`` is the mask area in pixels).
+  ids start at 1 in ``SHAPE_CLASSES`` order; ``area`` is the mask area in pixels). With ``yolo=True`` also the
+  layout Ultralytics trains on (``write_yolo_labels``): ``labels/000000.txt ...`` and ``data.yaml``.
 * ``generate_video``: the video at ``path`` (fourcc ``mp4v``) and its ground truth at ``video_gt_path(path)``,
   i.e. ``<stem>.gt.jsonl`` next to it: ``clip.mp4`` -> ``clip.gt.jsonl``. Line 1 is a header
   ``{"format": "edgecsp-video-gt", "version": 1, "names": [...], "frames": N, "width": W, "height": H,
@@ -314,13 +315,16 @@ def dataset_sample(seed, index, size=None, return_masks=False):
     return render_sample(rng, (h, w), return_masks=return_masks)
 
 
-def generate_dataset(out_dir, count, seed, size=None):
+def generate_dataset(out_dir, count, seed, size=None, yolo=False, yolo_val=None):
     """Write ``count`` images and a COCO ``annotations.json`` under ``out_dir``; return the json's path.
 
     ``size=(h, w)`` fixes the image size; ``None`` picks one of ``VARIED_SIZES`` per image (exercises
     letterboxing). Images are ``images/NNNNNN.jpg`` (quality 95); image ids start at 1. The json is written
-    last, so a folder with an ``annotations.json`` is complete.
+    last, so a folder with an ``annotations.json`` is complete. ``yolo=True`` also writes the YOLO txt layout
+    (``write_yolo_labels``; ``yolo_val``: the folder its ``data.yaml`` names for validation).
     """
+    if yolo_val is not None and not yolo:
+        raise InputError("a YOLO validation folder needs the YOLO layout: pass yolo=True (--format yolo)")
     seed = _check_seed(seed)
     count = positive_int(count, "count")
     fixed = None if size is None else _check_size(size)
@@ -353,9 +357,73 @@ def generate_dataset(out_dir, count, seed, size=None):
         "annotations": annotations,
         "categories": [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(SHAPE_CLASSES)],
     }
+    if yolo:
+        _write_yolo(out_dir, coco, yolo_val)
     path = os.path.join(out_dir, "annotations.json")
     write_bytes_atomic(path, json.dumps(coco).encode("utf-8"))
     return path
+
+
+# ---------------------------------------------------------------------------------------------------- YOLO layout
+
+
+def yolo_label_lines(annotations, image):
+    """The YOLO label lines of one COCO image's ``annotations``: ``class cx cy w h``, class from 0, the box
+    normalised by the image's width and height (6 decimals: under 0.001 px at these sizes)."""
+    w, h = float(image["width"]), float(image["height"])
+    lines = []
+    for ann in annotations:
+        x, y, bw, bh = (float(v) for v in ann["bbox"])
+        lines.append("{:d} {:.6f} {:.6f} {:.6f} {:.6f}".format(
+            int(ann["category_id"]) - 1, (x + bw / 2) / w, (y + bh / 2) / h, bw / w, bh / h))
+    return lines
+
+
+def _yaml_string(text):
+    return json.dumps(str(text))  # a JSON string is a YAML double-quoted scalar: no PyYAML needed
+
+
+def _write_yolo(out_dir, coco, val_dir=None):
+    label_dir = os.path.join(out_dir, "labels")
+    try:
+        os.makedirs(label_dir, exist_ok=True)
+    except OSError as exc:
+        raise InputError("cannot create {}: {}; pass a writable folder".format(label_dir, exc.strerror))
+    by_image = {}
+    for ann in coco["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    for image in coco["images"]:
+        # Ultralytics finds images/<name>.jpg's labels at labels/<name>.txt; an image without objects gets an
+        # empty file (a background image, not a missing label)
+        stem = os.path.splitext(os.path.basename(image["file_name"]))[0]
+        lines = yolo_label_lines(by_image.get(image["id"], []), image)
+        write_bytes_atomic(os.path.join(label_dir, stem + ".txt"), "".join(l + "\n" for l in lines).encode("ascii"))
+    root = os.path.abspath(out_dir)
+    val = os.path.join(os.path.abspath(val_dir), "images") if val_dir else "images"
+    names = [c["name"] for c in sorted(coco["categories"], key=lambda c: c["id"])]
+    text = ["# the YOLO layout of {} (edgecsp data shapes --format yolo); annotations.json holds the same "
+            "boxes".format(_yaml_string(coco["info"]["description"] + ", seed {}".format(coco["info"]["seed"]))),
+            "path: " + _yaml_string(root), "train: images", "val: " + _yaml_string(val), "names:"]
+    text += ["  {}: {}".format(i, _yaml_string(n)) for i, n in enumerate(names)]
+    write_bytes_atomic(os.path.join(out_dir, "data.yaml"), ("\n".join(text) + "\n").encode("utf-8"))
+
+
+def write_yolo_labels(out_dir, val_dir=None):
+    """Write the YOLO txt layout of the dataset in ``out_dir`` (its ``annotations.json``); return data.yaml's path.
+
+    ``labels/NNNNNN.txt`` beside ``images/`` (``class cx cy w h``, normalised) and ``data.yaml`` (``path`` this
+    folder, ``train: images``, ``val``: this folder's images or ``val_dir``'s, ``names``), the boxes of
+    annotations.json: Ultralytics trains and validates on the same images ``edgecsp eval`` reads.
+    """
+    path = os.path.join(out_dir, "annotations.json")
+    try:
+        with open(path) as handle:
+            coco = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise InputError("cannot read {}: {}; write the dataset first (edgecsp data shapes {})".format(
+            path, exc, out_dir))
+    _write_yolo(out_dir, coco, val_dir)
+    return os.path.join(out_dir, "data.yaml")
 
 
 # ---------------------------------------------------------------------------------------------------- video

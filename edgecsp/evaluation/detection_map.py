@@ -10,6 +10,11 @@ How it counts (as pycocotools' bbox evaluation, minus crowd regions and area ran
   0, 0.01, ..., 1; a recall never reached contributes 0.
 * mAP is the mean AP over the classes that have ground truth; classes without ground truth are left out (their
   false positives are not counted anywhere), as in COCO. With no ground truth at all, mAP is NaN.
+* ``ap_method="ultralytics"`` integrates the curve as Ultralytics' ``val`` does (``utils.metrics.compute_ap``):
+  the envelope with the sentinels (recall 0, precision 1) and (last recall, 0), (1, 0), linearly interpolated at
+  the 101 recalls and integrated with the trapezoid rule. On a curve that stays high until its last recall this
+  gives a little more than COCO's step sampling (0.1 to 0.5 points on the shapes models); everything else
+  (matching by descending score, the thresholds, the classes counted) is the same in both.
 
 Boxes are ``x1, y1, x2, y2`` in pixels; labels are zero-based class indices.
 """
@@ -19,12 +24,26 @@ from edgecsp.errors import InputError
 
 COCO_IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50:0.05:0.95
 _RECALL_POINTS = np.arange(101) / 100.0  # exact k/100, unlike linspace's 0.5600000000000001
+_ULTRALYTICS_X = np.linspace(0.0, 1.0, 101)  # Ultralytics' own points (its utils.metrics._AP_X)
+AP_METHODS = ("coco", "ultralytics")
 
 
-def average_precision(recall, precision):
-    """101-point interpolated AP of a precision/recall curve ordered by descending score."""
+def average_precision(recall, precision, method="coco"):
+    """101-point interpolated AP of a precision/recall curve ordered by descending score.
+
+    ``method="coco"``: the envelope sampled at recalls 0, 0.01, ..., 1 (pycocotools); ``"ultralytics"``: the
+    envelope with Ultralytics' sentinels, linearly interpolated there and integrated by the trapezoid rule.
+    """
     recall = np.asarray(recall, np.float64).ravel()
     precision = np.asarray(precision, np.float64).ravel()
+    if method == "ultralytics":
+        last = recall[-1] if recall.size else 1.0
+        mrec = np.concatenate(([0.0], recall, [last, 1.0]))
+        mpre = np.maximum.accumulate(np.concatenate(([1.0], precision, [0.0, 0.0]))[::-1])[::-1]
+        curve = np.interp(_ULTRALYTICS_X, mrec, mpre)
+        return float((np.diff(_ULTRALYTICS_X) * (curve[1:] + curve[:-1]) / 2.0).sum())  # numpy's trapezoid
+    if method != "coco":
+        raise InputError("unknown AP method {!r}: use one of {}".format(method, ", ".join(AP_METHODS)))
     if recall.size == 0:
         return 0.0
     envelope = np.maximum.accumulate(precision[::-1])[::-1]
@@ -91,18 +110,22 @@ def _as_arrays(entry, n, what, num_classes, with_scores):
     return boxes, scores, labels
 
 
-def evaluate_detections(predictions, ground_truths, num_classes, iou_thresholds=None, max_detections=100):
+def evaluate_detections(predictions, ground_truths, num_classes, iou_thresholds=None, max_detections=100,
+                        ap_method="coco"):
     """COCO-style mAP of per-image ``predictions`` against ``ground_truths``.
 
     ``predictions[i] = (boxes (N, 4) xyxy, scores (N,), labels (N,))`` (or any object with ``boxes``, ``scores``
     and ``labels`` attributes), ``ground_truths[i] = (boxes, labels)`` for the same image ``i``. ``iou_thresholds=None`` means COCO's 0.50:0.05:0.95. ``max_detections`` caps the
-    detections per image and class (None: no cap).
+    detections per image and class (None: no cap). ``ap_method``: how a precision/recall curve becomes AP
+    (``average_precision``: "coco" or "ultralytics").
 
     Returns ``{"map50", "map50_95", "per_class", "per_class_map50_95", "num_gt", "iou_thresholds"}``:
     ``map50_95`` is the mean over ``iou_thresholds`` (the COCO mAP with the default thresholds), ``map50``
     is computed at 0.5 whatever the thresholds, ``per_class`` maps class index -> AP@0.5 and ``num_gt`` class
     index -> ground-truth count, both only for classes with ground truth.
     """
+    if ap_method not in AP_METHODS:
+        raise InputError("unknown AP method {!r}: use one of {}".format(ap_method, ", ".join(AP_METHODS)))
     thresholds = COCO_IOU_THRESHOLDS if iou_thresholds is None else tuple(float(t) for t in iou_thresholds)
     if not thresholds or any(not 0.0 < t <= 1.0 for t in thresholds):
         raise InputError("iou_thresholds must be values in (0, 1], got {!r}".format(iou_thresholds))
@@ -143,7 +166,7 @@ def evaluate_detections(predictions, ground_truths, num_classes, iou_thresholds=
         fp_cum = np.cumsum(~tp, axis=1)
         recall = tp_cum / float(num_gt[c])
         precision = tp_cum / (tp_cum + fp_cum).astype(np.float64)
-        ap[c] = [average_precision(recall[t], precision[t]) for t in range(len(all_t))]
+        ap[c] = [average_precision(recall[t], precision[t], ap_method) for t in range(len(all_t))]
 
     present = np.flatnonzero(num_gt > 0)
     ap50 = ap[present, at50]

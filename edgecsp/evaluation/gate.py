@@ -19,7 +19,7 @@ class DetectionValidation(object):
     """
 
     def __init__(self, annotations, images=None, metric="map50"):
-        self.dataset = CocoDataset(annotations, images, option="--val-images")
+        self.dataset = CocoDataset(annotations, images, option="--images")
         self.metric = metric
         self.name = os.path.basename(str(annotations))
 

@@ -68,7 +68,15 @@ def format_report(report):
              for r in rows]
     lines.append("{} images; mAP in points (x100); drop = baseline - artefact; inference {:.2f} ms/image".format(
         result["images"], result["infer_ms_per_image"]))
+    options = result.get("options")
+    if options:
+        lines.append("conf {}, NMS IoU {} {}, {} detections per image; AP: {}".format(
+            options["conf"], options["iou"], "multi-label" if options.get("multi_label") else "best class",
+            options["max_det"], AP_TEXT.get(options.get("ap", "coco"))))
     return "\n".join(lines)
+
+
+AP_TEXT = {"coco": "COCO's 101-point step", "ultralytics": "Ultralytics' val (interpolated, trapezoid)"}
 
 
 def write_report(report, path):

@@ -9,6 +9,7 @@ ONNX checker, and ONNX Runtime runs of the original and the simplified graph on 
 (1e-5); only then is the described copy written. The producers' packages are never imported.
 """
 import ast
+import logging
 import os
 import uuid
 from typing import NamedTuple, Optional, Tuple
@@ -25,6 +26,8 @@ from edgecsp.runtime.meta import FLOAT_NCHW, FORMAT_VERSION, ModelMeta, check_in
 from edgecsp.validate import shown
 
 PREPROCESS_FIELDS = ("letterbox", "pad_value", "pad_position", "channel_order", "scale", "mean", "std")
+RESHAPES = ("Reshape", "Transpose", "Identity", "Flatten", "Squeeze", "Unsqueeze")  # seen through by output_ops
+log_warning = logging.getLogger(__name__).warning
 
 
 class AttachConfig(NamedTuple):
@@ -111,6 +114,21 @@ def _input(model, where, input_size):
         raise InputError("{}'s input size is dynamic: pass --input-size HxW (the size it was trained or exported "
                          "at)".format(where))
     return name, (int(height), int(width)), outputs
+
+
+def output_ops(model):
+    """``{output name: op type}``: the node that computes each graph output, seen through reshapes and
+    transposes (a head's Sigmoid stays a Sigmoid when the export reshapes it to 5-D)."""
+    producers = dict((out, node) for node in model.graph.node for out in node.output)
+    found = {}
+    for output in model.graph.output:
+        node = producers.get(output.name)
+        for _ in range(16):
+            if node is None or node.op_type not in RESHAPES or not node.input:
+                break
+            node = producers.get(node.input[0])
+        found[output.name] = node.op_type if node is not None else None
+    return found
 
 
 def describe_layouts():
@@ -241,6 +259,11 @@ def attach_metadata(config, log=None):
     except MetadataError as exc:
         raise InputError("{}; check --names and the layout's options{}".format(
             str(exc).split("; re-export")[0].split(": re-export")[0], " (--layout {})".format(layout.name)))
+    refused, doubts = layout.import_doubts(meta, output_ops(model))
+    if refused:  # a description that cannot be right: nothing is written
+        raise InputError("{}: {}".format(where, refused[0]))
+    for doubt in doubts:
+        log_warning("edgecsp export: warning: %s: %s", where, doubt)
     with Staged([output]) as staged:
         original = os.path.join(staged.staging, ".original-{}.onnx".format(uuid.uuid4().hex))  # never the output
         onnx.save(model, original)

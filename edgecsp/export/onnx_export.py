@@ -225,9 +225,12 @@ def export(config, log=None):
     log = log or (lambda msg: None)
     model, name, source, digest = load_torch_model(config)
     input_size = tuple(config.input_size or getattr(model, "input_size", None) or (224, 224))
-    for v in input_size:
-        if v % 32:
-            raise InputError("input size {}x{} must be a multiple of 32 (the largest stride)".format(*input_size))
+    stride = int(max(getattr(model, "strides", None) or [32]))  # classifiers: their backbone's 32
+    if any(v % stride for v in input_size):
+        fit = [max(stride, int(round(float(v) / stride)) * stride) for v in input_size]
+        raise InputError("input size {}x{} is not a multiple of {}, the largest stride of {}: use a multiple of {} "
+                         "(e.g. --input-size {}x{})".format(input_size[0], input_size[1], stride, name, stride,
+                                                            fit[0], fit[1]))
     positive_int(config.batch, "--batch")
     output = config.output or default_output(name, input_size, config.opset)
     weights = [p for p in (config.checkpoint, source) if p and os.path.isfile(str(p))]  # a card's weights too
@@ -267,8 +270,8 @@ def export(config, log=None):
                 got_raw = run_onnx(raw_path, x)
                 diff_simplified = max_abs_diff(got_raw, got)
                 _check_close("simplified vs raw ONNX", got_raw, got, 1e-5, 1e-5)
-            log("verified: PyTorch vs ONNX Runtime max |diff| {:.3g}, simplified vs raw {:.3g}".format(
-                diff_torch, diff_simplified))
+            log("verified: PyTorch vs ONNX Runtime max |diff| {:.3g}{}".format(
+                diff_torch, ", simplified vs raw {:.3g}".format(diff_simplified) if config.simplify else ""))
         diff_decode = float("nan")
         if config.decode_in_graph:
             meta, diff_decode = _decode_in_graph(onnx, final, meta, final_path, config)

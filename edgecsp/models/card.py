@@ -85,6 +85,8 @@ def card_markdown(doc):
               "`{}` — {} steps of {} images, AdamW lr {}, seed {}, {} s on the CPU (torch {}).".format(
                   t.get("command", ""), t.get("steps"), t.get("batch"), t.get("lr"), t.get("seed"), t.get("seconds"),
                   t.get("torch")),
-              "Every training image is rendered by `edgecsp.data.shapes.render_sample` and letterboxed by the "
-              "runtime's own `letterbox`, so training and inference see identical geometry.", ""]
+              "Every training image is rendered by `edgecsp.data.shapes.render_sample`{} and letterboxed by the "
+              "runtime's own `letterbox`, so training and inference see identical geometry.".format(
+                  " at the source sizes (HxW) " + ", ".join("{}x{}".format(*s) for s in t["source_sizes"])
+                  if t.get("source_sizes") else ""), ""]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Draw detections on a BGR frame: one box and a "label score" tag per detection, a stable colour per class.
+"""Draw results on a BGR frame: one box and a "label score" tag per detection, a stable colour per class; a
+classifier's best classes as a list of tags in the top-left corner.
 
 Python 3.6 compatible; OpenCV is imported on first use.
 """
@@ -48,3 +49,32 @@ def draw_detections(image, det, names=None, thickness=None, show_score=True):
         cv2.putText(image, label, (left + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
                     _text_color(color), font_thick, cv2.LINE_AA)
     return image
+
+
+def draw_classes(image, result, names=None):
+    """Draw a classifier's ``result`` (a Classification, best first) as "name score" tags stacked in the top-left
+    corner of the BGR ``image``, in place; returns it."""
+    cv2 = require("cv2", "drawing classes")
+    names = list(names) if names is not None else []
+    h, w = image.shape[:2]
+    line = max(1, int(round(0.002 * (h + w))))
+    font_scale = max(0.35, line / 3.0)
+    font_thick = max(1, line - 1)
+    top = 0
+    for cid, score in zip(result.class_ids.tolist(), result.scores.tolist()):
+        cid = int(cid)
+        label = "{} {:.2f}".format(names[cid] if 0 <= cid < len(names) else str(cid), score)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, font_thick)
+        color = class_color(cid)
+        cv2.rectangle(image, (0, top), (tw + 4, top + th + base + 4), color, -1)
+        cv2.putText(image, label, (2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, _text_color(color),
+                    font_thick, cv2.LINE_AA)
+        top += th + base + 4
+    return image
+
+
+def draw_result(image, result, names=None):
+    """Draw a Detections or a Classification on ``image`` in place (``draw_detections`` / ``draw_classes``)."""
+    if hasattr(result, "boxes"):
+        return draw_detections(image, result, names)
+    return draw_classes(image, result, names)

@@ -32,7 +32,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from edgecsp.errors import InputError, UnsupportedError
-from edgecsp.runtime.draw import draw_detections
+from edgecsp.runtime.draw import draw_result
+from edgecsp.runtime.layouts.classify import Classification, top_classes
 from edgecsp.runtime.postprocess import postprocess
 from edgecsp.runtime.preprocess import LetterboxBuffer, preprocess
 from edgecsp.runtime.progress import Progress
@@ -57,6 +58,8 @@ class DetectOptions(NamedTuple):
     class_agnostic: bool = False
     multi_label: Optional[bool] = None  # every (box, class) pair above conf (darknet, mmdet); False: each box's
     # best class (Ultralytics, YOLOX, YOLOv7); None: the model's family's rule (ModelMeta.nms), else True
+    classes: Optional[tuple] = None  # class ids to keep (edgecsp.runtime.postprocess.class_ids_of); None: all
+    top_k: int = 5  # a classifier's classes per frame
 
 
 def resolved(options, meta):
@@ -70,7 +73,7 @@ def resolved(options, meta):
 class PipelineResult(NamedTuple):
     frames: int
     detections: int
-    summary: dict  # StageTimer.summary() plus mode, in_flight, streams, batch
+    summary: dict  # StageTimer.summary() plus mode, in_flight, streams, batch, task, skipped (unreadable images)
     saved: Optional[str]
     json: Optional[str]
     text: str
@@ -78,9 +81,12 @@ class PipelineResult(NamedTuple):
 
 
 def detect(runner, frames_bgr, options=DetectOptions(), timer=None):
-    """Detections (original-frame pixels) for a list of BGR frames with one runner call."""
+    """Detections (original-frame pixels) for a list of BGR frames with one runner call. Detectors only: a
+    classifier's frames go through ``run_pipeline`` or ``edgecsp.runtime.layouts.classify.top_classes``."""
     timer = timer or StageTimer()
     meta = runner.meta
+    if meta.task != "detect":  # evaluation and comparisons read boxes: a classifier has none
+        raise UnsupportedError("postprocess handles detectors; this model's task is {!r}".format(meta.task))
     with timer.stage("preprocess"):
         batch, infos = preprocess(frames_bgr, meta)
     with timer.stage("infer"):
@@ -91,10 +97,12 @@ def detect(runner, frames_bgr, options=DetectOptions(), timer=None):
 
 
 def _postprocess(outputs, meta, infos, options):
+    if meta.task == "classify":
+        return top_classes(outputs[0], meta, options.top_k, options.classes)
     options = resolved(options, meta)
     return postprocess(outputs, meta, infos, [info.orig_shape for info in infos], conf=options.conf,
                        iou=options.iou, max_det=options.max_det, class_agnostic=options.class_agnostic,
-                       multi_label=options.multi_label)
+                       multi_label=options.multi_label, classes=options.classes)
 
 
 def frames_in_memory(streams=1, in_flight=DEFAULT_IN_FLIGHT, batch=1, queue_size=None):
@@ -246,12 +254,13 @@ class _Run(object):
 
     def emit(self, stream, frame, det):
         """Every sink's write of one frame, in frame order per stream; drawn only when a sink wants it."""
-        self.detections += len(det.scores)
+        if not isinstance(det, Classification):
+            self.detections += len(det.scores)
         for sink in self.plain:
             self._write(sink, stream, frame, det, None)
         if self.drawing:
             with self.stages.stage("draw"):
-                drawn = draw_detections(frame.image_bgr, det, self.names)  # in place: the frame is done
+                drawn = draw_result(frame.image_bgr, det, self.names)  # in place: the frame is done
             for sink in self.drawing:
                 self._write(sink, stream, frame, det, drawn)
         self.stages.count_frames()
@@ -287,18 +296,20 @@ class _Run(object):
                 if not group:
                     break
                 done = None
-                if len(pending) >= in_flight:
-                    done = pending.popleft()
-                    with self.stages.stage("infer"):  # the time this thread waits for the runner
+                # "wait": this thread's time with the runner, for the oldest result when every slot is busy and
+                # to hand it the next batch; the network also runs while this thread works, so it is not the
+                # network's own time (a runner without an asynchronous path runs it here, inside "wait")
+                with self.stages.stage("wait"):
+                    if len(pending) >= in_flight:
+                        done = pending.popleft()
                         done = (done[0], done[1].result())
-                # refill the runner before post-processing, so it never idles while this thread works
-                with self.stages.stage("infer"):
+                    # refill the runner before post-processing, so it never idles while this thread works
                     pending.append((group, self.runner.submit(self.batch_of(group, batch_size))))
                 if done is not None:
                     self._deliver(done[0], done[1], results)
             while pending and not self.stop.is_set():
                 group, handle = pending.popleft()
-                with self.stages.stage("infer"):
+                with self.stages.stage("wait"):
                     outputs = handle.result()
                 self._deliver(group, outputs, results)
             self.put(results, _END)
@@ -387,9 +398,10 @@ def run_pipeline(runner, sources, options=DetectOptions(), sinks=(), max_frames=
     if not isinstance(runner, BaseRunner):
         raise TypeError("run_pipeline takes a runner (edgecsp.runtime.runner.BaseRunner), got {}: open artefacts "
                         "with edgecsp.backends.open_runner(path)".format(type(runner).__name__))
-    if runner.meta.task != "detect":  # before any frame
-        raise UnsupportedError("{} is a {} model: edgecsp infer runs detectors".format(
+    if runner.meta.task not in ("detect", "classify"):  # before any frame
+        raise UnsupportedError("{} is a {} model: edgecsp infer runs detectors and classifiers".format(
             os.path.basename(str(runner.path)), runner.meta.task))
+    positive_int(options.top_k, "--top-k")
     sinks = ([CallbackSink(callback)] if callback is not None else []) + list(sinks)
     if in_flight is None:
         in_flight = max(runner.in_flight, DEFAULT_IN_FLIGHT)
@@ -415,6 +427,9 @@ def run_pipeline(runner, sources, options=DetectOptions(), sinks=(), max_frames=
         if run.errors:
             raise run.errors[0]
         for stream in streams:
+            if stream.frames_in == 0 and getattr(stream.source, "skipped", 0):
+                raise InputError("none of the {} images of {} could be decoded: check the folder".format(
+                    stream.source.skipped, stream.source.name))
             if stream.frames_in == 0:
                 raise InputError("source {} yielded no frames: check that the file is a readable video".format(
                     stream.source.name))
@@ -426,11 +441,15 @@ def run_pipeline(runner, sources, options=DetectOptions(), sinks=(), max_frames=
         raise
     summary = run.stages.timer.summary()
     summary.update(mode="sync" if sync else "pipelined", in_flight=1 if sync else in_flight,
-                   streams=len(streams), batch=batch, cpu_clock="thread")
+                   streams=len(streams), batch=batch, cpu_clock="thread", task=runner.meta.task,
+                   skipped=sum(int(getattr(s, "skipped", 0)) for s in sources))  # unreadable images passed over
     text = run.stages.timer.text()
     if not sync:
-        text += (" Pipelined, {} request(s) in flight{}: stages overlap, so their times add up to more than the time "
-                 "per frame.".format(in_flight, ", {} streams".format(len(streams)) if len(streams) > 1 else ""))
+        text += (" Pipelined, {} request(s) in flight{}: 'wait' is the time spent handing frames to the network and "
+                 "waiting for its results; the network also runs while the other stages work, so its own time per "
+                 "frame can be longer (`edgecsp bench --engine` measures it alone); stages overlap, so their times "
+                 "add up to more than the time per frame.".format(
+                     in_flight, ", {} streams".format(len(streams)) if len(streams) > 1 else ""))
     if log:
         log(text)
     saved = next((s.path for s in sinks if s.draws), None)

@@ -22,6 +22,9 @@ from edgecsp.validate import ascii_digits
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# videos a folder source passes over, naming them in a warning (a folder is a sequence of images)
+VIDEO_FILE_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
+_NAMED = 5  # videos a warning names before "and N more"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _HOW = ("pass a video file, an image, a folder of images, a camera index such as 0, or an rtsp:// or http:// URL")
 
@@ -72,6 +75,7 @@ class Source(object):
         self.length = length
         self.fps = fps
         self.frames_read = 0
+        self.skipped = 0  # images passed over because they could not be decoded (folders, skip_unreadable)
         self.truncated = False  # set when a video ends before the frame count its container reports
 
     def __iter__(self):
@@ -113,6 +117,7 @@ class ImageSource(Source):
                 if not self.skip_unreadable:
                     raise
                 log.warning("skipping %s", exc)
+                self.skipped += 1
                 continue
             self.frames_read += 1
             yield Frame(index, image, os.path.basename(path))
@@ -203,12 +208,29 @@ def list_images(folder):
     return [p for p in paths if os.path.isfile(p)]
 
 
+def list_videos(folder):
+    """Video files directly in ``folder`` (VIDEO_FILE_EXTENSIONS, case-insensitive), in natural order."""
+    names = [n for n in os.listdir(folder) if not n.startswith(".")
+             and os.path.splitext(n)[1].lower() in VIDEO_FILE_EXTENSIONS]
+    return [n for n in sorted(names, key=_natural_key) if os.path.isfile(os.path.join(folder, n))]
+
+
+def videos_note(folder):
+    """"N videos (a.mp4, b.avi)" for the videos in ``folder``, or "" when it has none."""
+    videos = list_videos(folder)
+    if not videos:
+        return ""
+    shown = ", ".join(videos[:_NAMED]) + (" and {} more".format(len(videos) - _NAMED) if len(videos) > _NAMED else "")
+    return "{} video{} ({})".format(len(videos), "" if len(videos) == 1 else "s", shown)
+
+
 def open_source(spec, skip_unreadable=False):
     """Open ``spec`` as a frame source and return a :class:`Source` (use it in a ``with`` block).
 
     ``spec``: a video file, an image file, a folder of images (IMAGE_EXTENSIONS, not recursive), a camera
     index (``0`` or ``"0"``) or a URL (``rtsp://``, ``http://`` ...). With ``skip_unreadable`` a folder skips
-    images that fail to decode (with a warning) instead of raising InputError.
+    images that fail to decode (with a warning; ``Source.skipped`` counts them) instead of raising InputError.
+    A folder is a sequence of images: the videos in it are not read, and a warning names them.
     """
     if isinstance(spec, int) and not isinstance(spec, bool):
         spec = str(spec)
@@ -224,9 +246,13 @@ def open_source(spec, skip_unreadable=False):
         raise InputError("source {} does not exist: {}".format(spec, _HOW))
     if os.path.isdir(path):
         paths = list_images(path)
+        videos = videos_note(path)
         if not paths:
-            raise InputError("folder {} contains no images ({}): add images or pass a video file".format(
-                spec, ", ".join("*" + e for e in IMAGE_EXTENSIONS)))
+            raise InputError("folder {} contains no images ({}){}: add images or pass a video file".format(
+                spec, ", ".join("*" + e for e in IMAGE_EXTENSIONS), ", only " + videos if videos else ""))
+        if videos:
+            log.warning("folder %s: reading its %d images, not its %s: pass each video as a source of its own",
+                        spec, len(paths), videos)
         return ImageSource(paths, path, "folder", skip_unreadable)
     if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
         image = read_image(path)  # fail now, not after the model has been loaded

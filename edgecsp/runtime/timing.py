@@ -21,8 +21,10 @@ def thread_cpu_seconds():
     return time.process_time()  # no per-thread clock (Windows): the whole process, an over-estimate
 
 
-# the pipeline's stages in the order frames pass them; reports list these first, any others after
-PIPELINE_STAGES = ("read", "preprocess", "infer", "postprocess", "draw", "write")
+# the pipeline's stages in the order frames pass them; reports list these first, any others after. "infer" is the
+# network's time (the synchronous loop, `--sync`); "wait" the pipelined loop's time waiting for the network's
+# results while it runs alongside the other stages
+PIPELINE_STAGES = ("read", "preprocess", "infer", "wait", "postprocess", "draw", "write")
 
 
 class StageTimer(object):

@@ -19,9 +19,45 @@ def serving(artefact, name=None, max_batch=None, instances=1, host="127.0.0.1", 
     """``with serving(artefact) as (server, packaged):`` a Triton server on ``host`` running ``artefact`` in its
     python backend with edgecsp's runner; ``server.grpc_url`` and ``packaged.name`` are what clients need.
     The repository lives in a scratch folder, removed with the server."""
+    with serving_many([artefact], None if name is None else [name], max_batch, instances, host, http_port,
+                      grpc_port, tritonserver, timeout, log_path) as (server, packaged):
+        yield server, packaged[0]
+
+
+def model_names(artefacts, names=None):
+    """The model name of each artefact on one server: ``names`` (one per artefact) or the file stems; InputError
+    when the counts differ or two artefacts would get one name."""
+    from edgecsp.errors import InputError
+    from edgecsp.serving.triton_config import check_model_name, default_model_name
+
+    artefacts = list(artefacts)
+    if not artefacts:
+        raise InputError("nothing to serve: pass one artefact or more")
+    if names:
+        names = list(names)
+        if len(names) != len(artefacts):
+            raise InputError("{} --model for {} artefacts: give one --model per artefact, in their order, or none "
+                             "(the file stems)".format(len(names), len(artefacts)))
+        names = [check_model_name(n) for n in names]
+    else:
+        names = [default_model_name(os.path.splitext(os.path.basename(str(a)))[0]) for a in artefacts]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise InputError("{} and {} would both be model {!r} on the server: give each a --model".format(
+                artefacts[names.index(name)], artefacts[i], name))
+    return names
+
+
+@contextlib.contextmanager
+def serving_many(artefacts, names=None, max_batch=None, instances=1, host="127.0.0.1", http_port=None,
+                 grpc_port=None, tritonserver=None, timeout=None, log_path=None):
+    """``with serving_many([a, b]) as (server, [packaged_a, packaged_b]):`` one Triton server running every
+    artefact as its own model (``names``, default the file stems), each in the python backend with edgecsp's
+    runner. Everything is checked, and the scratch repository written whole, before the server starts."""
     from edgecsp.serving.repository import python_repository
     from edgecsp.serving.server import READY_TIMEOUT_S, TritonServer, find_tritonserver
 
+    names = model_names(artefacts, names)
     install = find_tritonserver(tritonserver)  # no server: fail before writing anything
     scratch = tempfile.mkdtemp(prefix="edgecsp-serve-")
     try:
@@ -29,8 +65,8 @@ def serving(artefact, name=None, max_batch=None, instances=1, host="127.0.0.1", 
         server = TritonServer(os.path.join(scratch, "models"), host=host, http_port=http_port, grpc_port=grpc_port,
                               tritonserver=install.binary if tritonserver else None,
                               timeout=timeout or READY_TIMEOUT_S, log_path=log_path)
-        packaged = python_repository(os.path.join(scratch, "models"), artefact, name=name, max_batch=max_batch,
-                                     instances=instances)
+        packaged = [python_repository(os.path.join(scratch, "models"), artefact, name=name, max_batch=max_batch,
+                                      instances=instances) for artefact, name in zip(artefacts, names)]
         with server:
             yield server, packaged
     finally:

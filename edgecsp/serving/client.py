@@ -34,10 +34,40 @@ def parse_server_url(url):
 
 def server_spec(url, model):
     # type: (str, str) -> str
-    """One string for a model on a server, ``grpc://HOST:PORT/MODEL`` (what bench jobs and configs carry)."""
-    if not model:
-        raise InputError("--server needs --model NAME: the name of the model on the server")
-    return "grpc://{}/{}".format(parse_server_url(url), model)
+    """One string for a model on a server, ``grpc://HOST:PORT/MODEL`` (what bench jobs and configs carry);
+    without ``model``, the server's only ready model (``sole_model``)."""
+    address = parse_server_url(url)
+    return "grpc://{}/{}".format(address, model or sole_model(url))
+
+
+def ready_models(url, timeout=CONNECT_TIMEOUT_S):
+    """The names of the ready models of the Triton server at ``url``, from its repository index (gRPC)."""
+    grpc = require("tritonclient.grpc", "talking to a Triton server (pip extra edgecsp[serve])")
+    utils = require("tritonclient.utils", "talking to a Triton server (pip extra edgecsp[serve])")
+    address = parse_server_url(url)
+    client = grpc.InferenceServerClient(url=address)
+    try:
+        index = client.get_model_repository_index(as_json=True, client_timeout=timeout)
+    except utils.InferenceServerException as exc:
+        raise ServerError("cannot reach the Triton server at {}: {} (is it running? start one with `edgecsp "
+                          "serve ARTEFACT`)".format(address, _message(exc)))
+    finally:
+        client.close()
+    return sorted(m["name"] for m in index.get("models", []) if m.get("name") and m.get("state") == "READY")
+
+
+def sole_model(url):
+    # type: (str) -> str
+    """The name of the one ready model of the server at ``url``: what ``--server`` alone means. InputError listing
+    them when it serves several, ServerError when it serves none."""
+    models = ready_models(url)
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        raise ServerError("the Triton server at {} has no ready model: check its log".format(parse_server_url(url)))
+    shown = ", ".join(models[:10]) + (", ..." if len(models) > 10 else "")
+    raise InputError("the Triton server at {} serves {} models ({}): pass --model NAME".format(
+        parse_server_url(url), len(models), shown))
 
 
 def is_server_spec(text):

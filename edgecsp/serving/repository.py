@@ -100,10 +100,20 @@ def check_new_folder(folder, fix):
     return folder
 
 
-def _target_folder(repo, name):
+def _target_folder(repo, name, force=False, artefact=None):
+    """``REPO/<name>``: new, or with ``force`` replaced whole once the new one is complete (never when it holds
+    the ``artefact`` being packaged)."""
+    from edgecsp._files import check_outputs_apart
+
     if os.path.exists(str(repo)) and not os.path.isdir(str(repo)):
         raise InputError("the repository {} is a file, not a folder: pass a folder".format(repo))
-    return check_new_folder(os.path.join(str(repo), name), "pass another --name, another repository or remove it")
+    folder = os.path.join(str(repo), name)
+    if not force:
+        return check_new_folder(folder, "pass another --model, another repository, --force to replace it, or "
+                                        "remove it")
+    if artefact is not None:
+        check_outputs_apart([("ARTEFACT", artefact)], [("--triton", folder)])
+    return folder
 
 
 def _checked(artefact):
@@ -124,13 +134,14 @@ def _checked(artefact):
     return path, backend, meta
 
 
-def package_triton(repo, artefact, name=None, max_batch=None, instances=1):
-    # type: (str, str, Optional[str], Optional[int], int) -> Packaged
-    """Write ``REPO/<name>`` for Triton's own backend of ``artefact`` (its files copied as they are)."""
+def package_triton(repo, artefact, name=None, max_batch=None, instances=1, force=False):
+    # type: (str, str, Optional[str], Optional[int], int, bool) -> Packaged
+    """Write ``REPO/<name>`` for Triton's own backend of ``artefact`` (its files copied as they are); ``force``
+    replaces an existing ``REPO/<name>`` whole, atomically (a failed package leaves the old one)."""
     path, backend, meta = _checked(artefact)
     name = check_model_name(name) if name is not None else default_model_name(
         os.path.splitext(os.path.basename(path))[0])
-    folder = _target_folder(repo, name)
+    folder = _target_folder(repo, name, force, path)
     files = _artefact_files(path, backend)
     for source, _ in files:
         require_file(source, "artefact file", "rebuild it with `edgecsp build`")

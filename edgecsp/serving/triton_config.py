@@ -63,7 +63,7 @@ def check_model_name(name):
     # type: (str) -> str
     """``name`` when Triton takes it as a model name (a folder and a URL path segment); InputError otherwise."""
     if not isinstance(name, str) or not NAME_RULE.match(name):
-        raise InputError("--name {} is not a Triton model name: use {}".format(shown(name), NAME_HINT))
+        raise InputError("--model {} is not a Triton model name: use {}".format(shown(name), NAME_HINT))
     return name
 
 

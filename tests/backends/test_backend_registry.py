@@ -57,7 +57,7 @@ def test_a_sixth_backend_is_one_record(sixth_backend, demo_onnx, demo_video, tmp
     assert main(["build", "--target", "npz-cpu", demo_onnx, "-o", art]) == 0
     video, _ = demo_video
     out = str(tmp_path / "d.jsonl")
-    assert main(["infer", "--engine", art, video, "--json", out, "--max-frames", "5", "--no-progress"]) == 0
+    assert main(["infer", "--engine", art, video, "--save-json", out, "--max-frames", "5", "--no-progress"]) == 0
     lines = [json.loads(line) for line in open(out)]
     assert [line["frame"] for line in lines] == list(range(5))
     capsys.readouterr()

@@ -33,7 +33,7 @@ def test_an_existing_folder_as_output_gets_the_default_name_inside(tiny, tmp_pat
     out = build(BuildConfig(tiny, target="cpu-ort", output=str(folder)))
     assert out == os.path.join(str(folder), "tiny-cpu-ort-fp32.onnx") and os.path.isfile(out)
     assert main(["build", "--target", "cpu-ort", tiny, "-o", str(folder), "-p", "int8", "--calib", "shapes:0",
-                 "--calib-count", "2"]) == 0
+                 "--count", "2"]) == 0
     assert os.path.isfile(os.path.join(str(folder), "tiny-cpu-ort-int8.onnx"))
     capsys.readouterr()
     assert main(["build", "--target", "cpu-ort", tiny, "-o", str(tmp_path / "wrong.xml")]) == 3

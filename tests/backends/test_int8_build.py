@@ -122,7 +122,7 @@ def test_bad_int8_requests_write_nothing(tiny_detector_onnx, tmp_path, target):
     cases = [
         ({}, "int8", InputError, "INT8 needs calibration data: pass --calib"),
         (CALIB, "fp32", InputError, "apply to --precision int8, not fp32"),
-        ({"calib": "shapes:0", "calib_count": 0}, "int8", InputError, "--calib-count must be a positive integer"),
+        ({"calib": "shapes:0", "calib_count": 0}, "int8", InputError, "--count must be a positive integer"),
         ({"calib": str(tmp_path / "nowhere")}, "int8", InputError, "calibration source .*nowhere does not exist"),
     ]
     if target == "cpu":
@@ -174,7 +174,7 @@ def test_max_drop_runs_accuracy_control_and_records_the_drop(tiny_detector_onnx,
 def test_cli_int8_build_and_its_errors(tiny_detector_onnx, tmp_path, capsys):
     out = str(tmp_path / "cli.xml")
     assert main(["build", "--target", "cpu", "-p", "int8", tiny_detector_onnx, "-o", out, "--calib", "shapes:3",
-                 "--calib-count", "3", "--calib-seed", "1"]) == 0
+                 "--count", "3", "--seed", "1"]) == 0
     assert read_record(provenance_path(out))["data"]["source"] == "shapes:3"
     capsys.readouterr()
     folder = tmp_path / "two"
@@ -184,9 +184,9 @@ def test_cli_int8_build_and_its_errors(tiny_detector_onnx, tmp_path, capsys):
     for i in range(2):
         cv2.imwrite(str(folder / "{}.png".format(i)), np.zeros((8, 8, 3), np.uint8))
     code = main(["build", "--target", "cpu", "-p", "int8", tiny_detector_onnx, "-o", str(tmp_path / "few.xml"),
-                 "--calib", str(folder), "--calib-count", "5"])
+                 "--calib", str(folder), "--count", "5"])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert code == 3 and len(err) == 1 and "has 2 images, fewer than --calib-count 5" in err[0]
+    assert code == 3 and len(err) == 1 and "has 2 images, fewer than --count 5" in err[0]
     assert _written(tmp_path, "few") == []
 
 
@@ -203,3 +203,35 @@ def test_demo_model_int8_keeps_its_accuracy(demo_onnx, demo_ir, tmp_path):
     report = evaluate(EvalConfig(engine=int8, baseline=demo_ir, data=data, coco=False, progress=False))
     assert report["baseline"]["map50"] > 0.85  # the trained model, not random weights
     assert report["drop"]["map50"] < 1.0, report["drop"]
+
+
+@pytest.mark.openvino
+@needs_nncf
+def test_max_drop_names_the_layers_back_in_float_and_the_drop(demo_onnx, shapes_val, tmp_path, capsys):
+    """Two calibration images leave the demo model below FP32 on the validation set; --max-drop 0 makes NNCF send
+    layers back to float. The build says which and the drop it reached, and those layers are float in the IR."""
+    import openvino as ov
+
+    from edgecsp.backends.openvino.quantize import decode_tail, float_weighted_layers
+
+    out = str(tmp_path / "ac.xml")
+    capsys.readouterr()
+    assert main(["build", "--target", "cpu", "-p", "int8", demo_onnx, "-o", out, "--calib", "shapes:5",
+                 "--count", "2", "--max-drop", "0", "--data", shapes_val]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    calibration = read_artefact_meta(out).extra["calibration"]
+    reverted, figures = calibration["reverted_to_float"], calibration["accuracy"]
+    assert reverted and calibration["max_drop"] == 0.0 and figures["drop_points"] <= 1e-9
+    assert "INT8 mAP@0.5 {:.2f} vs FP32 {:.2f} on 10 images of annotations.json: a drop of {:.2f} points " \
+           "(--max-drop 0)".format(100 * figures["int8"], 100 * figures["fp32"], figures["drop_points"]) in lines
+    assert "back in float after accuracy control: {} layer(s): {}".format(len(reverted), ", ".join(reverted)) in lines
+    model = ov.Core().read_model(out)
+    tail = [n.replace("/WithoutBiases", "") for n in decode_tail(model)]
+    floats = float_weighted_layers(model)
+    assert set(reverted) <= set(floats) and not set(reverted) & set(tail)
+    assert read_record(provenance_path(out))["algorithm"]["reverted_to_float"] == reverted
+    # the same build without accuracy control: only the decode tail stays in float
+    plain = build(BuildConfig(demo_onnx, target="cpu", precision="int8", output=str(tmp_path / "plain.xml"),
+                              options={"calib": "shapes:5", "calib_count": 2}))
+    assert set(float_weighted_layers(ov.Core().read_model(plain))) <= set(tail)
+    assert "reverted_to_float" not in read_artefact_meta(plain).extra["calibration"]

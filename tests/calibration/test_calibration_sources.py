@@ -82,7 +82,7 @@ def test_coco_json_video_and_synthetic_sources(tmp_path):
     ("missing", "does not exist"),
     ("empty_folder", "contains no images"),
     ("empty_file", "is an empty file"),
-    ("too_few", "has 2 images, fewer than --calib-count 5"),
+    ("too_few", "has 2 images, fewer than --count 5"),
     ("not_a_video", "not a readable video"),
     ("coco_missing_images", "annotations do not match the images: 1 of the 1"),
     ("coco_no_images", "lists no images"),
@@ -111,12 +111,46 @@ def test_bad_sources_fail_in_one_line(tmp_path, case, message):
     assert "\n" not in str(info.value)
 
 
-def test_unreadable_image_fails_before_calibration(tmp_path):
+def test_unreadable_image_is_skipped_with_a_warning_and_recorded(tmp_path, caplog):
     folder = write_images(tmp_path / "imgs", 2)
     with open(os.path.join(folder, "broken.jpg"), "wb") as handle:
         handle.write(b"not a jpeg")
-    with pytest.raises(InputError, match="cannot decode image .*broken.jpg"):
-        CalibrationSet(CalibrationConfig(folder, count=3), meta()).verify()
+    calibration = CalibrationSet(CalibrationConfig(folder, count=3), meta())
+    assert len(calibration.samples.samples) == 3
+    calibration.verify()
+    assert "cannot decode image" in caplog.text and "broken.jpg" in caplog.text
+    assert sorted(s.name for s in calibration.samples.samples) == ["img0.png", "img1.png"]
+    assert len(list(calibration)) == 2 and calibration.num_samples == 2
+    data = calibration.provenance("0" * 64, {"tool": "test"})["data"]
+    assert data["skipped"] == 1 and data["skipped_samples"] == ["broken.jpg"] and data["samples"] == 2
+    # the fingerprint is that of the images used: the same as a folder without the broken one
+    os.remove(os.path.join(folder, "broken.jpg"))
+    clean = CalibrationSet(CalibrationConfig(folder, count=2), meta()).verify()
+    assert clean.fingerprint() == calibration.fingerprint() and clean.samples.describe()["skipped"] == 0
+
+
+def test_all_unreadable_or_too_few_left_for_a_batch_is_one_line_error(tmp_path):
+    folder = str(tmp_path / "broken")
+    os.makedirs(folder)
+    for name in ("a.jpg", "b.png"):
+        with open(os.path.join(folder, name), "wb") as handle:
+            handle.write(b"not an image")
+    with pytest.raises(InputError, match="2 of the 2 chosen images cannot be decoded") as info:
+        CalibrationSet(CalibrationConfig(folder, count=2), meta()).verify()
+    assert "\n" not in str(info.value)
+
+
+def test_videos_in_a_calibration_folder_are_named_in_a_warning(tmp_path, caplog):
+    folder = write_images(tmp_path / "imgs", 2)
+    with open(os.path.join(folder, "clip.mp4"), "wb") as handle:
+        handle.write(b"x")
+    samples = select_samples(folder, 2)
+    assert [s.name for s in samples.samples] == ["img0.png", "img1.png"]
+    assert "not its 1 video (clip.mp4)" in caplog.text
+    os.remove(os.path.join(folder, "img0.png"))
+    os.remove(os.path.join(folder, "img1.png"))
+    with pytest.raises(InputError, match="only 1 video \\(clip.mp4\\)"):
+        select_samples(folder, 1)
 
 
 def test_options_become_configs():
@@ -125,11 +159,11 @@ def test_options_become_configs():
     assert calibration == CalibrationConfig("shapes:1", count=10)
     assert accuracy.max_drop == 0.5 and accuracy.data == "val.json" and accuracy.metric == "map50"
     assert int8_options({}) == (None, None)
-    with pytest.raises(InputError, match="need validation data: pass --val-data"):
+    with pytest.raises(InputError, match="need validation data: pass --data"):
         int8_options({"max_drop": 1.0})
     with pytest.raises(InputError, match="unknown INT8 build option workspace_mib"):
         int8_options({"workspace_mib": 1})
-    with pytest.raises(InputError, match="--calib-count must be a positive integer"):
+    with pytest.raises(InputError, match="--count must be a positive integer"):
         CalibrationConfig("shapes:0", count=0).checked()
     with pytest.raises(InputError, match="INT8 needs calibration data"):
         CalibrationConfig(None, count=4).checked()

@@ -53,9 +53,9 @@ def test_build_and_infer_each_cpu_target(target, suffix, demo_onnx, demo_video, 
     art = str(tmp_path / ("demo" + suffix))
     assert main(["build", "--target", target, demo_onnx, "-o", art]) == 0
     out_json, out_video = str(tmp_path / "d.jsonl"), str(tmp_path / "d.mp4")
-    assert main(["infer", "--engine", art, video, "--json", out_json, "--save", out_video, "--no-progress"]) == 0
+    assert main(["infer", "--engine", art, video, "--save-json", out_json, "--save", out_video, "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "fps" in out and "preprocess" in out and "infer" in out
+    assert "fps" in out and "preprocess" in out and "wait" in out
     lines = [json.loads(l) for l in open(out_json)]
     assert [l["frame"] for l in lines] == list(range(60))
     assert sum(len(l["detections"]) for l in lines) > 60  # several shapes per frame are found

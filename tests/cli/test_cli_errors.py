@@ -76,12 +76,12 @@ def test_empty_folder_and_bad_videos(demo_onnx, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     out_json = tmp_path / "out.jsonl"
-    code, err = _run(capsys, ["infer", "--engine", demo_onnx, str(empty), "--json", str(out_json)])
+    code, err = _run(capsys, ["infer", "--engine", demo_onnx, str(empty), "--save-json", str(out_json)])
     assert code == 3
     assert "no images" in _one_line_error(err)
     fake = tmp_path / "fake.mp4"
     fake.write_bytes(b"\x00" * 2048)
-    code, err = _run(capsys, ["infer", "--engine", demo_onnx, str(fake), "--json", str(out_json),
+    code, err = _run(capsys, ["infer", "--engine", demo_onnx, str(fake), "--save-json", str(out_json),
                               "--save", str(tmp_path / "o.mp4")])
     assert code == 3
     _one_line_error(err)
@@ -95,7 +95,7 @@ def test_truncated_video(demo_onnx, demo_video, tmp_path, capsys):
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 3])
     out_json = tmp_path / "cut.jsonl"
-    code, err = _run(capsys, ["infer", "--engine", demo_onnx, str(cut), "--json", str(out_json), "--no-progress"])
+    code, err = _run(capsys, ["infer", "--engine", demo_onnx, str(cut), "--save-json", str(out_json), "--no-progress"])
     # a truncated mp4 either cannot be opened (exit 3, nothing written) or yields the frames before the cut
     if code == 0:
         assert 0 < sum(1 for _ in open(str(out_json))) < 60

@@ -61,7 +61,7 @@ def test_export_build_infer(tiny, tmp_path, monkeypatch, capsys):
     cv2.imwrite(image, (np.random.default_rng(0).random((240, 320, 3)) * 255).astype(np.uint8))
     out = str(tmp_path / "detections.jsonl")
     capsys.readouterr()
-    assert main(["infer", "--engine", xml, image, "--json", out, "--conf", "0.3", "--no-progress"]) == 0
+    assert main(["infer", "--engine", xml, image, "--save-json", out, "--conf", "0.3", "--no-progress"]) == 0
     with open(out) as f:
         records = [json.loads(line) for line in f if line.strip()]
     assert len(records) == 1 and records[0]["frame"] == 0
@@ -141,3 +141,32 @@ def test_input_size_override(tiny, tmp_path):
     dims = [[d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output]
     assert dims == [[1, 255, 4, 5], [1, 255, 8, 10]]
     assert meta["names"][0] == "class0"  # no --names: generic names
+
+
+@pytest.mark.parametrize("size_args,where", [
+    (["--input-size", "300"], "the input size 300x300 of yolov4-tiny"),
+    (["--input-size", "416x200"], "the input size 416x200 of yolov4-tiny"),
+])
+def test_size_not_a_multiple_of_the_stride(tiny, tmp_path, capsys, size_args, where):
+    """Refused up front, in one line naming the network's largest stride, not deep in a [route] layer."""
+    cfg, weights = tiny
+    out = str(tmp_path / "out.onnx")
+    assert main(["export", "--darknet", cfg, weights, "-o", out] + size_args) == 3
+    line = one_line_error(capsys)
+    assert where in line and "use a multiple of 32" in line and "[route]" not in line, line
+    assert not os.path.exists(out)
+
+
+def test_cfg_size_not_a_multiple_of_the_stride(tiny, tmp_path, capsys):
+    _, weights = tiny
+    cfg = helpers.sized_cfg(helpers.fixture_cfg("yolov4-tiny"), 410, tmp_path)  # [net] width=410 height=410
+    assert main(["export", "--darknet", cfg, weights, "-o", str(tmp_path / "out.onnx")]) == 3
+    line = one_line_error(capsys)
+    assert "[net] width=410 height=410" in line and "use a multiple of 32 (e.g. 416x416)" in line, line
+
+
+def test_max_stride_of_the_fixtures():
+    from edgecsp.darknet.graph import max_stride
+
+    assert max_stride(parse_cfg(helpers.fixture_cfg("yolov4-tiny"))) == 32
+    assert max_stride(parse_cfg(helpers.fixture_cfg("yolov4-csp"))) == 32

@@ -178,3 +178,68 @@ def test_generate_video_is_deterministic(tmp_path):
     read = lambda p: open(p).read().splitlines()[1:]  # noqa: E731  (the header names the video file)
     assert read(a) == read(b)
     assert read(a) != read(c)
+
+
+def _read_yolo_labels(path, width, height):
+    """(boxes xyxy pixels, labels) of one YOLO label file."""
+    rows = np.loadtxt(path, ndmin=2) if os.path.getsize(path) else np.zeros((0, 5))
+    cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1), rows[:, 0].astype(np.int64)
+
+
+def test_yolo_layout_labels_equal_the_coco_boxes(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    out = tmp_path / "train"
+    path = generate_dataset(str(out), 10, seed=3, yolo=True, yolo_val=str(tmp_path / "val"))
+    images, gts = load_coco_ground_truth(path)  # annotations.json is still written, and complete
+    labels = sorted(os.listdir(str(out / "labels")))
+    assert labels == ["{:06d}.txt".format(i) for i in range(10)]
+    for info, (boxes, classes) in zip(images, gts):
+        stem = os.path.splitext(os.path.basename(info["file_name"]))[0]
+        yolo_boxes, yolo_classes = _read_yolo_labels(str(out / "labels" / (stem + ".txt")), info["width"],
+                                                     info["height"])
+        assert np.array_equal(yolo_classes, classes)  # class ids from 0 in SHAPE_CLASSES order, same order
+        assert np.abs(yolo_boxes - boxes).max() < 1e-3  # 6 decimals of the normalised box: < 0.001 px here
+        with open(str(out / "labels" / (stem + ".txt"))) as handle:
+            for line in handle.read().splitlines():
+                cls, *values = line.split()
+                assert int(cls) in range(len(SHAPE_CLASSES)) and all(0 < float(v) <= 1 for v in values)
+    with open(str(out / "data.yaml")) as handle:
+        data = yaml.safe_load(handle)
+    assert data["names"] == dict(enumerate(SHAPE_CLASSES))
+    assert data["path"] == str(out) and data["train"] == "images"
+    assert data["val"] == str(tmp_path / "val" / "images")  # the held-out folder, absolute
+
+
+def test_yolo_layout_of_an_existing_dataset_and_its_own_val(tmp_path):
+    from edgecsp.data.shapes import write_yolo_labels
+
+    out = str(tmp_path / "ds")
+    generate_dataset(out, 4, seed=8, size=(96, 128))
+    assert not os.path.exists(os.path.join(out, "labels"))  # COCO only unless asked
+    yaml_path = write_yolo_labels(out)
+    with open(yaml_path) as handle:
+        text = handle.read()
+    assert 'train: images\nval: "images"\n' in text and '  4: "cross"' in text
+    with open(os.path.join(out, "labels", "000001.txt")) as handle:
+        first = handle.readline().split()
+    _, boxes, classes = dataset_sample(8, 1, (96, 128))
+    x1, y1, x2, y2 = boxes[0]
+    assert int(first[0]) == classes[0]
+    assert [float(v) for v in first[1:]] == pytest.approx([(x1 + x2) / 256, (y1 + y2) / 192, (x2 - x1) / 128,
+                                                          (y2 - y1) / 96], abs=1e-6)
+    with pytest.raises(InputError, match="edgecsp data shapes"):
+        write_yolo_labels(str(tmp_path / "nothing-here"))
+    with pytest.raises(InputError, match="yolo=True"):
+        generate_dataset(str(tmp_path / "x"), 1, seed=0, yolo_val=out)
+
+
+def test_data_cli_writes_the_yolo_layout(tmp_path, capsys):
+    from edgecsp.cli import main
+
+    out = str(tmp_path / "cli")
+    assert main(["data", "shapes", out, "--count", "3", "--seed", "1000", "--format", "yolo"]) == 0
+    assert "labels/" in capsys.readouterr().out
+    assert sorted(os.listdir(out)) == ["annotations.json", "data.yaml", "images", "labels"]
+    assert main(["data", "shapes", str(tmp_path / "y"), "--count", "1", "--val", out]) == 3  # --val needs yolo
+    assert "--format yolo" in capsys.readouterr().err

@@ -169,3 +169,48 @@ def test_load_video_ground_truth(tmp_path):
     path.write_text("\n".join(json.dumps(x) for x in [header] + frames[:1]) + "\n")
     with pytest.raises(InputError, match="truncated"):
         load_video_ground_truth(str(path))
+
+
+# --------------------------------------------------------------------- Ultralytics' AP (`edgecsp eval --ultralytics`)
+
+
+def test_ultralytics_ap_tops_out_below_one_and_differs_from_coco_by_the_integration():
+    # a perfect curve: COCO samples precision 1 at every recall; Ultralytics' sentinel (recall 1, precision 0)
+    # pulls the last trapezoid down to half: 0.995, the ceiling of its mAP@0.5
+    assert average_precision([0.5, 1.0], [1.0, 1.0]) == 1.0
+    assert average_precision([0.5, 1.0], [1.0, 1.0], "ultralytics") == pytest.approx(0.995)
+    # half the objects found, all correct: the envelope steps 1 -> 0 at recall 0.5; COCO counts the points
+    # 0..0.5 (51 of 101), Ultralytics' interpolation is already 0 at 0.5, so its trapezoid is 0.49 + 0.005
+    assert average_precision([0.5], [1.0]) == pytest.approx(51 / 101)
+    assert average_precision([0.5], [1.0], "ultralytics") == pytest.approx(0.495)
+    with pytest.raises(InputError, match="unknown AP method 'voc'"):
+        average_precision([0.5], [1.0], "voc")
+    with pytest.raises(InputError, match="coco, ultralytics"):
+        evaluate_detections([], [], 1, ap_method="voc")
+
+
+@pytest.mark.ultralytics
+@pytest.mark.torch
+def test_ultralytics_ap_is_ultralytics_compute_ap():
+    import os
+    import tempfile
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+    os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(tempfile.gettempdir(), "edgecsp-ultralytics-settings"))
+    threads = os.environ.get("OMP_NUM_THREADS")
+    from ultralytics.utils.metrics import compute_ap  # sets OMP_NUM_THREADS=1 for the process: put it back
+
+    if threads is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = threads
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(1, 40))
+        tp = rng.random(n) < rng.random()
+        num_gt = int(tp.sum() + rng.integers(0, 5)) or 1
+        recall = np.cumsum(tp) / num_gt
+        precision = np.cumsum(tp) / np.arange(1, n + 1)
+        assert average_precision(recall, precision, "ultralytics") == pytest.approx(
+            compute_ap(recall, precision)[0], abs=1e-12)

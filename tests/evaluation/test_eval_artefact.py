@@ -107,3 +107,26 @@ def test_cli_eval_bad_input_is_one_line_and_writes_nothing(fp32_onnx, tmp_path, 
 def test_evaluate_checks_outputs_before_running(tmp_path):
     with pytest.raises(InputError, match="--report .*r.txt must end in .json"):
         evaluate(EvalConfig(engine="x.onnx", data="a.json", report=str(tmp_path / "r.txt")))
+
+
+@pytest.mark.onnxruntime
+def test_cli_eval_ultralytics_preset_sets_its_val_settings_and_options_override(fp32_onnx, shapes_val, tmp_path,
+                                                                                capsys):
+    def run(*extra):
+        report = str(tmp_path / "u{}.json".format(len(extra)))
+        assert main(["eval", "--engine", fp32_onnx, "--data", shapes_val, "--report", report, "--no-progress",
+                     "--no-coco"] + list(extra)) == 0
+        with open(report) as handle:
+            return json.load(handle)["artefact"], capsys.readouterr().out
+
+    default, text = run()
+    assert default["options"] == {"conf": 0.001, "iou": 0.6, "max_det": 100, "multi_label": True, "ap": "coco"}
+    assert "AP: COCO's 101-point step" in text
+    preset, text = run("--ultralytics")
+    assert preset["options"] == {"conf": 0.001, "iou": 0.7, "max_det": 300, "multi_label": True, "ap": "ultralytics"}
+    assert "conf 0.001, NMS IoU 0.7 multi-label, 300 detections per image; AP: Ultralytics' val" in text
+    assert preset["map50"] != default["map50"]  # another integration of the same kind of curve
+    override, _ = run("--ultralytics", "--iou", "0.5", "--single-label", "--ap", "coco")
+    assert override["options"] == {"conf": 0.001, "iou": 0.5, "max_det": 300, "multi_label": False, "ap": "coco"}
+    assert main(["eval", "--engine", fp32_onnx, "--data", shapes_val, "--ap", "voc", "--no-progress"]) == 3
+    assert "--ap voc: use one of coco, ultralytics" in capsys.readouterr().err

@@ -42,7 +42,7 @@ def test_attach_then_infer(bare_onnx, demo_video, tmp_path, capsys):
     out = str(tmp_path / "described.onnx")
     assert main(["export", "--onnx", path, "--names", names, "--anchors", ANCHORS, "--scale-x-y", "2",
                  "--new-coords", "-o", out]) == 0
-    assert main(["infer", "--engine", out, demo_video[0], "--max-frames", "5", "--json", str(tmp_path / "d.jsonl"),
+    assert main(["infer", "--engine", out, demo_video[0], "--max-frames", "5", "--save-json", str(tmp_path / "d.jsonl"),
                  "--no-progress"]) == 0
     assert len(open(str(tmp_path / "d.jsonl")).readlines()) == 5
 
@@ -89,3 +89,67 @@ def test_an_output_named_like_a_scratch_file_is_written(bare_onnx, tmp_path):
     assert main(["export", "--onnx", path, "--names", names, "--anchors", ANCHORS, "--scale-x-y", "2",
                  "--new-coords", "-o", str(out)]) == 0
     assert out.is_file() and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_anchors_in_the_wrong_order_are_refused_with_the_order_that_fits(bare_onnx, tmp_path, capsys):
+    """Large-to-small groups against outputs ordered small-to-large stride: a one-line refusal naming the fix."""
+    path, names = bare_onnx
+    out = tmp_path / "x.onnx"
+    assert main(["export", "--onnx", path, "--names", names, "--anchors", "46,46,66,66,96,96; 14,14,22,22,32,32",
+                 "--scale-x-y", "2", "--new-coords", "-o", str(out)]) == 3
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "the anchors shrink as the stride grows (stride 16: 46,46" in err[0], err
+    assert '--anchors "14,14,22,22,32,32; 46,46,66,66,96,96"' in err[0]
+    assert not out.exists()
+
+
+def test_anchor_order_doubts_of_three_heads():
+    from edgecsp.runtime.layouts.yolo_raw import HeadMeta, yolo_meta
+
+    def doubts(groups):
+        heads = [HeadMeta(s, [(a, a)], 1.0, False) for s, a in zip((8, 16, 32), groups)]
+        meta = yolo_meta(["x"], (256, 256), heads, outputs=["a", "b", "c"])
+        return meta.spec.import_doubts(meta, {"a": "Conv", "b": "Conv", "c": "Conv"})
+
+    assert doubts([10, 40, 120]) == ([], [])
+    refused, _ = doubts([120, 40, 10])
+    assert len(refused) == 1 and '--anchors "10,10; 40,40; 120,120"' in refused[0]
+    refused, warned = doubts([10, 120, 40])  # partly out of order: may be a model's own choice, a warning
+    assert refused == [] and len(warned) == 1 and "do not grow with the stride" in warned[0]
+
+
+def _with_sigmoid(path, tmp_path):
+    """The bare demo export with a Sigmoid on each head: a graph that applies the logistic itself."""
+    model = onnx.load(path)
+    for output in model.graph.output:
+        raw = output.name + "_raw"
+        for node in model.graph.node:
+            node.output[:] = [raw if o == output.name else o for o in node.output]
+        model.graph.node.append(onnx.helper.make_node("Sigmoid", [raw], [output.name]))
+    out = str(tmp_path / "sigmoid.onnx")
+    onnx.save(model, out)
+    return out
+
+
+def test_activation_doubts_are_warnings(bare_onnx, tmp_path, caplog):
+    import logging
+
+    path, names = bare_onnx
+    activated = _with_sigmoid(path, tmp_path)
+    cases = [
+        (activated, [], "every output comes out of a Sigmoid, but --activated was not given"),
+        (activated, ["--activated"], "such heads are new_coords ones, pass --new-coords"),
+        (path, ["--activated", "--new-coords"], "--activated was given, but head16, head32 come straight from a Conv"),
+    ]
+    for i, (source, extra, message) in enumerate(cases):
+        caplog.clear()
+        out = str(tmp_path / "d{}.onnx".format(i))
+        with caplog.at_level(logging.WARNING, logger="edgecsp.export.attach"):
+            assert main(["export", "--onnx", source, "--names", names, "--anchors", ANCHORS, "-o", out] + extra) == 0
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any(message in w for w in warned), (extra, warned)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgecsp.export.attach"):  # a consistent description: silent
+        assert main(["export", "--onnx", activated, "--names", names, "--anchors", ANCHORS, "--activated",
+                     "--new-coords", "--scale-x-y", "2", "-o", str(tmp_path / "ok.onnx")]) == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -75,7 +75,8 @@ def test_bad_inputs(tmp_path):
         export(ExportConfig(model="shapes_tiny_csp", checkpoint=str(garbage)))
     with pytest.raises(UnsupportedError, match="opset 9"):
         export(ExportConfig(model="shapes_tiny_csp", opset=9, output=str(tmp_path / "b.onnx")))
-    with pytest.raises(InputError, match="multiple of 32"):
+    with pytest.raises(InputError, match=r"not a multiple of 32, the largest stride of shapes_tiny_csp: use a "
+                                         r"multiple of 32 \(e.g. --input-size 96x96\)"):
         export(ExportConfig(model="shapes_tiny_csp", input_size=(100, 100), output=str(tmp_path / "c.onnx")))
     assert not (tmp_path / "b.onnx").exists()
 
@@ -86,3 +87,18 @@ def test_default_input_size_comes_from_the_registry(tmp_path):
     assert report.meta.input_size == (256, 256)  # the registry's default, not a generic 224
     dims = [d.dim_value for d in onnx.load(out).graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, 256, 256]
+
+
+def test_skipped_stages_print_no_nan(tmp_path, capsys):
+    """--no-simplify / --no-verify: the output says the stage was skipped, not `simplified vs raw nan`."""
+    from edgecsp.cli import main
+
+    assert main(["export", "shapes_tiny_csp", "--input-size", "64", "--no-simplify", "-o",
+                 str(tmp_path / "a.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out and "simplif" not in out.replace("not simplified", "")
+    assert "verified: PyTorch vs ONNX Runtime max |diff|" in out and "nodes, not simplified" in out
+    assert main(["export", "shapes_tiny_csp", "--input-size", "64", "--no-verify", "-o",
+                 str(tmp_path / "b.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out and "not verified" in out and "simplifying with onnxsim" in out

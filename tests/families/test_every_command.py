@@ -77,7 +77,7 @@ def test_every_command_runs_on_an_imported_model(name, tmp_path, capsys):
         out = str(engines / "m-{}-{}{}".format(target, precision, suffix))
         argv = ["build", model, "--target", target, "--precision", precision, "-o", out]
         if precision == "int8":
-            argv += ["--calib", str(data), "--calib-count", "3"]
+            argv += ["--calib", str(data), "--count", "3"]
         assert main(argv) == 0, capsys.readouterr().err
         built[(target, precision)] = out
     kept = read_artefact_meta(built[("cpu", "int8")]).extra["calibration"]
@@ -92,7 +92,7 @@ def test_every_command_runs_on_an_imported_model(name, tmp_path, capsys):
     counts = {}
     for artefact in built.values():
         out = str(tmp_path / (os.path.basename(artefact) + ".jsonl"))
-        assert main(["infer", "--engine", artefact, str(data), "--json", out, "--no-progress"]) == 0
+        assert main(["infer", "--engine", artefact, str(data), "--save-json", out, "--no-progress"]) == 0
         with open(out) as handle:
             counts[artefact] = [len(json.loads(line)["detections"]) for line in handle]
     want = [len(_reference_rows(folder, image, key)) for image in IMAGES]
@@ -108,11 +108,11 @@ def test_every_command_runs_on_an_imported_model(name, tmp_path, capsys):
     assert scores["artefact"]["map50"] >= 0.95, scores["artefact"]["map50"]  # FP32 reproduces the family's boxes
     capsys.readouterr()
 
-    assert main(["compare", built[("cpu", "fp32")], built[("cpu-ort", "fp32")], "--data", str(data), "--count", "3",
-                 "--atol", "1e-2", "--rtol", "1e-2"]) == 0
+    assert main(["compare", "-e", built[("cpu", "fp32")], "-b", built[("cpu-ort", "fp32")], "--source", str(data),
+                 "--count", "3", "--atol", "1e-2", "--rtol", "1e-2"]) == 0
     assert main(["bench", "--engine", built[("cpu", "fp32")], "--seconds", "0.3", "--warmup", "1"]) == 0
-    assert main(["package", "--triton", str(tmp_path / "repo"), built[("cpu", "fp32")], "--name", "m"]) == 0
+    assert main(["package", "--triton", str(tmp_path / "repo"), "-e", built[("cpu", "fp32")], "--model", "m"]) == 0
     assert os.path.isfile(str(tmp_path / "repo" / "m" / "config.pbtxt"))
     capsys.readouterr()
-    assert main(["package", "--deepstream", str(tmp_path / "ds"), model]) == 5
+    assert main(["package", "--deepstream", str(tmp_path / "ds"), "-e", model]) == 5
     assert "DeepStream" in _one_line(capsys) and not os.path.exists(str(tmp_path / "ds"))

@@ -271,7 +271,7 @@ def test_int8_build_keeps_the_heads_in_float_and_agrees_with_fp32(exported, fp32
     calib = write_pages(str(tmp_path / "calib"), CALIB_PAGES, first_seed=100)
     int8 = str(tmp_path / "int8.xml")
     code, _, err = run_cli(["build", exported, "--target", "cpu", "--precision", "int8", "--calib",
-                            os.path.dirname(calib[0]), "--calib-count", str(CALIB_PAGES), "-o", int8], capsys)
+                            os.path.dirname(calib[0]), "--count", str(CALIB_PAGES), "-o", int8], capsys)
     assert code == 0, err
     with open(provenance_path(int8)) as f:
         record = json.load(f)
@@ -316,7 +316,7 @@ def test_infer_writes_the_package_detections(fp32_ir, package_engine, tmp_path, 
 
     page_path = write_pages(str(tmp_path / "pages"), 1, first_seed=5)[0]
     out = str(tmp_path / "d.jsonl")
-    code, _, err = run_cli(["infer", "--engine", fp32_ir, page_path, "--json", out, "--conf", "0.5", "--iou", "0.5",
+    code, _, err = run_cli(["infer", "--engine", fp32_ir, page_path, "--save-json", out, "--conf", "0.5", "--iou", "0.5",
                             "--no-progress"], capsys)
     assert code == 0, err
     with open(out) as f:

@@ -318,7 +318,7 @@ def test_build_cpu_ort_and_infer_a_jpg(described, tmp_path, capsys, name, source
     artefact = str(tmp_path / "m.onnx")
     assert main(["build", described[name][0], "--target", "cpu-ort", "-o", artefact]) == 0
     out = str(tmp_path / "d.jsonl")
-    assert main(["infer", "--engine", artefact, os.path.join(FIXTURE, "horses.jpg"), "--json", out,
+    assert main(["infer", "--engine", artefact, os.path.join(FIXTURE, "horses.jpg"), "--save-json", out,
                  "--conf", "0.25", "--iou", "0.65", "--no-progress"]) == 0
     with open(out) as f:
         (record,) = [json.loads(line) for line in f]

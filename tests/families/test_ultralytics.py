@@ -255,7 +255,7 @@ def test_build_cpu_then_infer_images(described, exports, name, tmp_path, capsys)
     for n in IMAGES:
         shutil.copy(os.path.join(IMAGE_DIR, n + ".jpg"), str(folder))
     jsonl = str(tmp_path / "detections.jsonl")
-    assert main(["infer", "--engine", xml, str(folder), "--json", jsonl, "--no-progress"]) == 0
+    assert main(["infer", "--engine", xml, str(folder), "--save-json", jsonl, "--no-progress"]) == 0
     frames = dict((r["source"], r["detections"]) for r in map(json.loads, open(jsonl)))
     session = onnxruntime.InferenceSession(exports[name], providers=["CPUExecutionProvider"])
     for n in IMAGES:
@@ -287,7 +287,7 @@ def test_infer_video(described, tmp_path):
             writer.write(cv2.resize(image(n), (768, 576)))
     writer.release()
     jsonl = str(tmp_path / "d.jsonl")
-    assert main(["infer", "--engine", xml, video, "--json", jsonl, "--save", str(tmp_path / "out.mp4"),
+    assert main(["infer", "--engine", xml, video, "--save-json", jsonl, "--save", str(tmp_path / "out.mp4"),
                  "--no-progress"]) == 0
     counts = [len(json.loads(line)["detections"]) for line in open(jsonl)]
     assert len(counts) == 15 and min(counts[:5]) >= 5, counts  # the dog frames are the image at its own size

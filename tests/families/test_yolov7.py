@@ -192,7 +192,7 @@ def test_build_cpu_ort_and_infer_a_jpg(described, tmp_path, capsys, name):
     assert main(["build", described[name][0], "--target", "cpu-ort", "-o", artefact]) == 0
     out = str(tmp_path / "d.jsonl")
     image = os.path.join(FIXTURE, "dog.jpg")
-    assert main(["infer", "--engine", artefact, image, "--json", out, "--conf", "0.25", "--iou", "0.45",
+    assert main(["infer", "--engine", artefact, image, "--save-json", out, "--conf", "0.25", "--iou", "0.45",
                  "--no-progress"]) == 0
     with open(out) as f:
         (record,) = [json.loads(line) for line in f]

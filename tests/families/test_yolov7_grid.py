@@ -166,7 +166,7 @@ def test_build_and_infer(described, tmp_path):
     found = {}
     for rule in ([], ["--multi-label"]):
         jsonl = str(tmp_path / "d{}.jsonl".format(len(rule)))
-        assert main(["infer", "--engine", ir, jpg, "--json", jsonl, "--no-progress"] + rule) == 0
+        assert main(["infer", "--engine", ir, jpg, "--save-json", jsonl, "--no-progress"] + rule) == 0
         ((record,),) = [[json.loads(line) for line in open(jsonl)]]
         found[tuple(rule)] = record["detections"]
     rows = _rows("dog", "pytorch_repo_nms", "orig", (576, 768))

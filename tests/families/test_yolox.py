@@ -401,7 +401,7 @@ def test_build_and_infer_the_raw_export(yolox_run, described, tmp_path, capsys):
     cv2.imwrite(image_path, image)
     assert main(["build", path, "--target", "cpu", "-o", ir]) == 0
     assert main(["infer", "--engine", ir, image_path, "--conf", "0.3", "--iou", "0.3", "--agnostic-nms",
-                 "--max-det", "1000", "--json", jsonl, "--no-progress"]) == 0
+                 "--max-det", "1000", "--save-json", jsonl, "--no-progress"]) == 0
     (record,) = [json.loads(line) for line in open(jsonl)]
     got = (np.array([d["box"] for d in record["detections"]], np.float32).reshape(-1, 4),
            np.array([d["score"] for d in record["detections"]], np.float32),

@@ -238,7 +238,7 @@ def test_a_new_sink_is_one_class_and_gets_every_frame_in_order():
 
 
 def test_sinks_are_picked_by_option_and_path_and_bad_ones_fail_before_running(tmp_path):
-    assert isinstance(sink_for("--save", "a.mp4"), VideoSink) and isinstance(sink_for("--json", "d.jsonl"), JsonlSink)
+    assert isinstance(sink_for("--save", "a.mp4"), VideoSink) and isinstance(sink_for("--save-json", "d.jsonl"), JsonlSink)
     with pytest.raises(InputError, match=r"--save a\.txt: use a video path \(\.mp4"):
         sink_for("--save", "a.txt")
     runner = FakeRunner()
@@ -267,3 +267,29 @@ def test_batches_of_streams_respect_the_runners_max_batch():
     assert batch_size_for(Runner((None, 3, 8, 8)), 12) == 12
     assert batch_size_for(Runner((4, 3, 8, 8), 4), 12) == 4
     assert batch_size_for(Runner((None, 3, 8, 8)), 0) == 1
+
+
+class SlowNetworkRunner(AsyncFakeRunner):
+    """Every request takes ``NETWORK_S`` on one worker: the network's own time per frame is known."""
+
+    NETWORK_S = 0.03
+
+    def __init__(self):
+        AsyncFakeRunner.__init__(self, workers=1)
+
+    def _infer(self, batch):
+        time.sleep(self.NETWORK_S)
+        return AsyncFakeRunner._infer(self, batch)
+
+
+def test_the_summary_names_the_pipelined_wait_a_wait(tmp_path):
+    """Pipelined, the calling thread only waits for results the network computes alongside the other stages: the
+    summary calls that "wait", never "infer" (which would read as the network's time); --sync keeps "infer", the
+    network's own time."""
+    result, _ = _run(SlowNetworkRunner(), CountingSource(12), tmp_path, "piped", in_flight=3)
+    ms = result.summary["ms"]
+    assert "infer" not in ms and list(ms)[:3] == ["read", "preprocess", "wait"]
+    assert "'wait' is the time spent handing frames to the network and waiting" in result.text
+    assert "infer " not in result.text
+    result, _ = _run(SlowNetworkRunner(), CountingSource(4), tmp_path, "sync", sync=True)
+    assert "wait" not in result.summary["ms"] and result.summary["ms"]["infer"] >= 1000 * SlowNetworkRunner.NETWORK_S

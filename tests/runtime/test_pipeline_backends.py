@@ -31,13 +31,13 @@ def _read(path):
 def test_pipelined_detections_equal_sync_ones(engine, demo_video, tmp_path):
     video, _ = demo_video
     sync, piped = str(tmp_path / "sync.jsonl"), str(tmp_path / "piped.jsonl")
-    assert main(["infer", "--engine", engine, video, "--json", sync, "--sync", "--no-progress"]) == 0
-    assert main(["infer", "--engine", engine, video, "--json", piped, "--in-flight", "3", "--no-progress"]) == 0
+    assert main(["infer", "--engine", engine, video, "--save-json", sync, "--sync", "--no-progress"]) == 0
+    assert main(["infer", "--engine", engine, video, "--save-json", piped, "--in-flight", "3", "--no-progress"]) == 0
     text = _read(sync)
     assert text.count("\n") == 60 and '"detections": [{' in text
     assert _read(piped) == text  # same detections, same frame order
     streams = str(tmp_path / "s.jsonl")
-    assert main(["infer", "--engine", engine, video, "--streams", "2", "--json", streams, "--no-progress"]) == 0
+    assert main(["infer", "--engine", engine, video, "--streams", "2", "--save-json", streams, "--no-progress"]) == 0
     assert _read(str(tmp_path / "s-0.jsonl")) == text and _read(str(tmp_path / "s-1.jsonl")) == text
 
 
@@ -91,7 +91,7 @@ def test_base_runner_runs_submit_synchronously(tmp_path):
             runner.submit(np.ones((1, 3, 8, 4), np.float32))
 
 
-def test_reader_error_is_one_line_and_leaves_no_output(demo_onnx, tmp_path, capsys):
+def test_an_unreadable_image_is_skipped_and_none_readable_leaves_no_output(demo_onnx, tmp_path, capsys, caplog):
     cv2 = needs_import("cv2")
     folder = tmp_path / "images"
     folder.mkdir()
@@ -100,9 +100,18 @@ def test_reader_error_is_one_line_and_leaves_no_output(demo_onnx, tmp_path, caps
         cv2.imwrite(str(folder / "f{:02d}.png".format(i)), image)
     (folder / "f07.png").write_bytes(b"not a png")
     out = str(tmp_path / "d.jsonl")
-    assert main(["infer", "--engine", demo_onnx, str(folder), "--json", out, "--no-progress"]) == 3
+    assert main(["infer", "--engine", demo_onnx, str(folder), "--save-json", out, "--no-progress"]) == 0
+    assert "skipped 1 unreadable image(s)" in capsys.readouterr().out
+    assert any("cannot decode image" in r.getMessage() and "f07.png" in r.getMessage() for r in caplog.records)
+    assert len(open(out).read().splitlines()) == 11
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for i in range(2):
+        (broken / "b{}.png".format(i)).write_bytes(b"not a png")
+    out = str(tmp_path / "none.jsonl")
+    assert main(["infer", "--engine", demo_onnx, str(broken), "--save-json", out, "--no-progress"]) == 3
     err = capsys.readouterr().err
-    assert "cannot decode image" in err and "f07.png" in err and len(err.strip().splitlines()) == 1
+    assert "none of the 2 images" in err and len(err.strip().splitlines()) == 1
     assert not os.path.exists(out) and not [n for n in os.listdir(str(tmp_path)) if "partial" in n]
 
 

@@ -19,9 +19,11 @@ def test_deepstream_package(tmp_path, demo_card):
     onnx_path = export(ExportConfig(card=demo_card, output=str(tmp_path / "demo-ds.onnx"), decode_in_graph=True,
                                     dynamic_batch=True)).path
     folder = tmp_path / "ds"
-    assert main(["package", "--deepstream", str(folder), onnx_path, "--streams", "4"]) == 0
-    assert sorted(os.listdir(str(folder))) == ["config_infer_primary.txt", "deepstream_app_config.txt",
+    assert main(["package", "--deepstream", str(folder), "-e", onnx_path, "--streams", "4"]) == 0
+    assert sorted(os.listdir(str(folder))) == ["README.txt", "config_infer_primary.txt", "deepstream_app_config.txt",
                                                 "demo-ds.onnx", "labels.txt"]
+    assert "deepstream-app -c deepstream_app_config.txt" in (folder / "README.txt").read_text()
+    assert "int8-calib-file" not in (folder / "config_infer_primary.txt").read_text()  # FP16 needs none
     infer = configparser.ConfigParser()
     infer.read(str(folder / "config_infer_primary.txt"))
     prop = infer["property"]
@@ -49,10 +51,20 @@ def test_deepstream_bad_input(tmp_path, demo_onnx, demo_card, demo_video, capsys
     taken.mkdir()
     (taken / "x").write_text("x")
     cases = [
-        ([str(tmp_path / "new"), demo_onnx], 5, "its yolo_raw outputs are raw; DeepStream's parser wants the boxes "
+        ([str(tmp_path / "new"), "-e", demo_onnx], 5, "its yolo_raw outputs are raw; DeepStream's parser wants the boxes "
                                                  "decoded in the graph: export it with"),
-        ([str(tmp_path / "new"), decoded, "--streams", "3"], 3, "3 streams need a batch of 3 but d.onnx takes 1"),
-        ([str(taken), decoded], 3, "already exists and is not empty"),
+        ([str(tmp_path / "new"), "-e", decoded, "--streams", "3"], 3, "3 streams need a batch of 3 but d.onnx takes 1"),
+        ([str(taken), "-e", decoded], 3, "already exists and is not empty: pass a new folder, --force to replace it"),
+        ([str(tmp_path / "new"), "-e", decoded, "--precision", "int8"], 3,
+         "--precision int8 needs the calibration nvinfer builds from: pass --calib"),
+        ([str(tmp_path / "new"), "-e", decoded, "--precision", "int8", "--calib", "shapes:1"], 3,
+         "--precision int8 writes a calibration cache stamped for the device's TensorRT: pass --target"),
+        ([str(tmp_path / "new"), "-e", decoded, "--precision", "int8", "--calib", "shapes:1", "--target", "cpu"], 3,
+         "--target cpu does not run TensorRT"),
+        ([str(tmp_path / "new"), "-e", decoded, "--calib", "shapes:1"], 3, "--calib and --calib-cache apply to --precision "
+                                                                     "int8"),
+        ([str(tmp_path / "new"), "-e", decoded, "--precision", "int8", "--calib-cache", demo_card], 3,
+         "not a TensorRT calibration cache"),
     ]
     for args, code, message in cases:
         assert main(["package", "--deepstream"] + args) == code
@@ -96,3 +108,58 @@ def test_nvinfer_gets_the_models_normalisation_and_padding():
     plain = meta._replace(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), scale=1 / 255.0, pad_position="center")
     prop, _ = infer_config("m.onnx", plain, "fp16", 1, "lib.so", 0.25, 0.45, 100)
     assert "offsets" not in prop and prop["symmetric-padding"] == 1
+
+
+def test_deepstream_int8_writes_the_calibration_cache_nvinfer_reads(tmp_path, demo_card, capsys):
+    """INT8: edgecsp's host calibration cache goes into the folder and int8-calib-file names it; the decode tail
+    (head convolutions, the appended decode) has no scale in it, so TensorRT keeps it out of INT8."""
+    import onnx
+
+    from edgecsp.backends.tensorrt.cache_format import parse_cache
+    from edgecsp.export.onnx_export import ExportConfig, export
+    from edgecsp.onnxio import decode_tail
+
+    decoded = export(ExportConfig(card=demo_card, output=str(tmp_path / "d.onnx"), decode_in_graph=True)).path
+    folder = tmp_path / "ds"
+    assert main(["package", "--deepstream", str(folder), "-e", decoded, "--precision", "int8", "--calib", "shapes:3",
+                 "--count", "8", "--target", "orin"]) == 0
+    assert "calib.cache" in capsys.readouterr().out
+    infer = configparser.ConfigParser()
+    infer.read(str(folder / "config_infer_primary.txt"))
+    prop = infer["property"]
+    assert prop["network-mode"] == "1" and prop["int8-calib-file"] == "calib.cache"
+    version, algorithm, scales = parse_cache((folder / "calib.cache").read_text())
+    assert (version, algorithm) == (8602, "EntropyCalibration2")  # orin: TensorRT 8.6.2, nvinfer's calibrator
+    model = onnx.load(decoded)
+    tail = set(decode_tail(model))
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name not in tail]
+    assert convs and all(n.output[0] in scales and scales[n.output[0]] > 0 for n in convs)
+    assert "images" in scales
+    tail_outputs = [o for n in model.graph.node if n.name in tail for o in n.output]
+    assert tail_outputs and not any(o in scales for o in tail_outputs)
+    readme = (folder / "README.txt").read_text()
+    assert "stamped for TensorRT 8.6.2 (orin)" in readme and "sed -i" in readme and "CUDA_VER=" in readme
+    # a given cache is used as it is
+    again = tmp_path / "ds2"
+    assert main(["package", "--deepstream", str(again), "-e", decoded, "--precision", "int8", "--calib-cache",
+                 str(folder / "calib.cache")]) == 0
+    assert (again / "calib.cache").read_text() == (folder / "calib.cache").read_text()
+
+
+def test_package_force_replaces_the_folder_whole(tmp_path, demo_card, capsys):
+    from edgecsp.export.onnx_export import ExportConfig, export
+
+    decoded = export(ExportConfig(card=demo_card, output=str(tmp_path / "d.onnx"), decode_in_graph=True)).path
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "stale.txt").write_text("old")
+    assert main(["package", "--deepstream", str(folder), "-e", decoded]) == 3
+    assert "--force to replace it" in capsys.readouterr().err and (folder / "stale.txt").exists()
+    assert main(["package", "--deepstream", str(folder), "-e", decoded, "--force", "--streams", "1"]) == 0
+    assert not (folder / "stale.txt").exists() and (folder / "config_infer_primary.txt").exists()
+    # a folder holding the model given is never replaced
+    inside = folder / "d.onnx"
+    assert main(["package", "--deepstream", str(folder), "-e", str(inside), "--force"]) == 3
+    assert inside.exists()
+    assert main(["package", "--triton", str(tmp_path / "repo"), "-e", decoded, "--calib", "shapes:1"]) == 3
+    assert "--calib applies to --deepstream" in capsys.readouterr().err

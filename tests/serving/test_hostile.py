@@ -178,7 +178,7 @@ def test_crashed_server_is_restarted_then_serve_exits_with_code_8(demo_ir, tmp_p
     http_port, grpc_port = free_port(), free_port()
     log = tmp_path / "server.log"
     log.write_text("a line the user had\n")
-    proc = subprocess.Popen([sys.executable, "-m", "edgecsp", "serve", demo_ir, "--name", "demo", "--host", "0.0.0.0",
+    proc = subprocess.Popen([sys.executable, "-m", "edgecsp", "serve", "-e", demo_ir, "--model", "demo", "--host", "0.0.0.0",
                              "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--log", str(log),
                              "--restarts", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True)
@@ -237,7 +237,7 @@ def test_unwritable_log_fails_in_one_line_and_leaves_nothing(demo_ir, tmp_path, 
             with serving(demo_ir, name="demo", log_path=str(log)):
                 pass
         assert _leftovers() == before, log  # no scratch repository, no server folder
-        assert main(["serve", demo_ir, "--name", "demo", "--log", str(log)]) == 3, log
+        assert main(["serve", "-e", demo_ir, "--model", "demo", "--log", str(log)]) == 3, log
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         # one line from serve's own check or the CLI's check of every output path, whichever comes first
         assert len(err) == 1 and err[0].startswith("edgecsp serve: error: "), (log, err)
@@ -256,7 +256,7 @@ def test_bad_host_ports_and_restarts_fail_in_one_line(demo_ir, capsys):
     ]
     before = _leftovers()
     for args, message in cases:
-        assert main(["serve", demo_ir, "--name", "demo"] + args) == 3, args
+        assert main(["serve", "-e", demo_ir, "--model", "demo"] + args) == 3, args
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert len(err) == 1 and message in err[0], (args, err)
     assert _leftovers() == before

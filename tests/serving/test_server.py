@@ -35,8 +35,8 @@ def test_health_and_same_detections_as_local(served, demo_ir, demo_video, tmp_pa
         assert reply.status == 200
     video, _ = demo_video
     local, remote = str(tmp_path / "local.jsonl"), str(tmp_path / "remote.jsonl")
-    assert main(["infer", "--engine", demo_ir, video, "--json", local, "--no-progress"]) == 0
-    assert main(["infer", "--server", server.grpc_url, "--model", "demo", video, "--json", remote,
+    assert main(["infer", "--engine", demo_ir, video, "--save-json", local, "--no-progress"]) == 0
+    assert main(["infer", "--server", server.grpc_url, "--model", "demo", video, "--save-json", remote,
                  "--no-progress"]) == 0
     got, want = _lines(remote), _lines(local)
     assert len(got) == len(want) == 60 and sum(len(r["detections"]) for r in want) > 0
@@ -97,7 +97,6 @@ def test_server_errors_are_one_line(served, demo_video, demo_ir, capsys):
             (["--server", nobody, "--model", "demo"], 8, "cannot reach the Triton server at 127.0.0.1:"),
             (["--server", server.grpc_url, "--model", "nope"], 8, "has no ready model 'nope' (it has demo)"),
             (["--server", "http://127.0.0.1:8000", "--model", "demo"], 3, "is not a gRPC URL: pass grpc://HOST:PORT"),
-            (["--server", server.grpc_url], 3, "--server needs --model NAME"),
             (["--engine", demo_ir, "--server", server.grpc_url, "--model", "demo"], 3, "pass either --engine"),
             (["--server", server.grpc_url, "--model", "demo", "--threads", "2"], 3,
              "--threads apply to local artefacts"),
@@ -147,7 +146,7 @@ def test_serve_command_runs_until_sigterm(demo_ir, tmp_path):
     needs("tritonserver", "tritonclient")
     http, grpc = free_port(), free_port()
     log = str(tmp_path / "server.log")
-    proc = subprocess.Popen([sys.executable, "-m", "edgecsp", "serve", demo_ir, "--name", "demo", "--http-port",
+    proc = subprocess.Popen([sys.executable, "-m", "edgecsp", "serve", "-e", demo_ir, "--model", "demo", "--http-port",
                              str(http), "--grpc-port", str(grpc), "--log", log], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, universal_newlines=True)
     try:
@@ -164,3 +163,70 @@ def test_serve_command_runs_until_sigterm(demo_ir, tmp_path):
     time.sleep(0.5)
     with pytest.raises(OSError):  # nothing listens there any more
         urllib.request.urlopen("http://127.0.0.1:{}/v2/health/ready".format(http), timeout=2)
+
+
+def test_server_with_one_model_needs_no_model_name(served, demo_video, tmp_path):
+    server, _ = served
+    video, _ = demo_video
+    named, bare = str(tmp_path / "named.jsonl"), str(tmp_path / "bare.jsonl")
+    assert main(["infer", "--server", server.grpc_url, "--model", "demo", video, "--save-json", named, "--max-frames",
+                 "5", "--no-progress"]) == 0
+    assert main(["infer", "--server", server.grpc_url, video, "--save-json", bare, "--max-frames", "5",
+                 "--no-progress"]) == 0
+    assert _lines(bare) == _lines(named) and sum(len(r["detections"]) for r in _lines(bare)) > 0
+
+
+def test_several_models_on_one_server(demo_ir, demo_onnx, demo_video, tmp_path, capsys):
+    """`edgecsp serve A B --model ir --model ort`: each artefact is its own model; --server alone is then ambiguous
+    and the message lists the models."""
+    import signal
+    import subprocess
+    import sys
+
+    from edgecsp.serving.client import ready_models
+    from edgecsp.serving.server import free_port
+
+    needs("tritonserver", "tritonclient", "onnxruntime")
+    video, _ = demo_video
+    http, grpc = free_port(), free_port()
+    url = "grpc://127.0.0.1:{}".format(grpc)
+    proc = subprocess.Popen([sys.executable, "-m", "edgecsp", "serve", "-e", demo_ir, "-e", demo_onnx, "--model", "ir", "--model",
+                             "ort", "--http-port", str(http), "--grpc-port", str(grpc), "--max-batch", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    try:
+        first, second = proc.stdout.readline(), proc.stdout.readline()
+        assert first.startswith("serving ir (") and second.startswith("serving ort ("), (first, second)
+        assert ready_models(url) == ["ir", "ort"]
+        assert main(["infer", "--server", url, video, "--max-frames", "2", "--no-progress"]) == 3
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and "serves 2 models (ir, ort): pass --model NAME" in err[0], err
+        outputs = {}
+        for name in ("ir", "ort"):
+            out = str(tmp_path / (name + ".jsonl"))
+            assert main(["infer", "--server", url, "--model", name, video, "--save-json", out, "--max-frames", "3",
+                         "--no-progress"]) == 0
+            outputs[name] = _lines(out)
+        assert sum(len(r["detections"]) for r in outputs["ir"]) > 0
+        for a, b in zip(outputs["ir"], outputs["ort"]):  # one model, two backends: the same objects
+            assert [d["class_id"] for d in a["detections"]] == [d["class_id"] for d in b["detections"]]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and out.strip().endswith("stopped")
+
+
+def test_serve_names_are_checked_before_any_server_starts(demo_ir, tmp_path, capsys):
+    from edgecsp.serving import model_names
+
+    assert model_names(["a/x.xml", "b/y.onnx"]) == ["x", "y"]
+    cases = [
+        (["-e", demo_ir, "-e", demo_ir], "would both be model 'shapes_tiny_csp-cpu-fp32' on the server: give each a --model"),
+        (["-e", demo_ir, "-e", demo_ir, "--model", "one"], "1 --model for 2 artefacts: give one --model per artefact"),
+        (["-e", demo_ir, "--model", "a", "--model", "b"], "2 --model for 1 artefacts"),
+    ]
+    for args, message in cases:
+        assert main(["serve"] + args + ["--tritonserver", str(tmp_path / "none")]) == 3
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and message in err[0], (args, err)

@@ -189,12 +189,12 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(demo_onnx, tmp_path, cap
     del model.metadata_props[:]
     onnx.save(model, bare)
     cases = [
-        (["--name", "taken", demo_onnx], 3, "already exists and is not empty: pass another --name"),
-        ([bare], 5, "bare.onnx has no edgecsp metadata"),
-        (["--name", "bad/name", demo_onnx], 3, "--name 'bad/name' is not a Triton model name"),
-        (["--max-batch", "4", demo_onnx], 3, "static batch of 1, so --max-batch 4 cannot apply"),
-        ([str(tmp_path / "missing.onnx")], 3, "missing.onnx"),
-        (["--instances", "0", demo_onnx], 3, "--instances must be a positive integer"),
+        (["--model", "taken", "-e", demo_onnx], 3, "already exists and is not empty: pass another --model"),
+        (["-e", bare], 5, "bare.onnx has no edgecsp metadata"),
+        (["--model", "bad/name", "-e", demo_onnx], 3, "--model 'bad/name' is not a Triton model name"),
+        (["--max-batch", "4", "-e", demo_onnx], 3, "static batch of 1, so --max-batch 4 cannot apply"),
+        (["-e", str(tmp_path / "missing.onnx")], 3, "missing.onnx"),
+        (["--instances", "0", "-e", demo_onnx], 3, "--instances must be a positive integer"),
     ]
     for args, code, message in cases:
         assert main(["package", "--triton", str(repo)] + args) == code
@@ -220,3 +220,23 @@ def test_server_urls_take_ascii_ports_only():
     for bad in ("grpc://h:\u00b2", "grpc://h:\u0663", "grpc://h:8001\n", "grpc://h:0", "grpc://h:65536", "grpc://:1"):
         with pytest.raises(InputError, match="--server .* pass grpc://HOST:PORT"):
             parse_server_url(bad)
+
+
+@pytest.mark.onnxruntime
+def test_package_force_replaces_the_model_folder(demo_onnx, tmp_path, capsys):
+    repo = tmp_path / "repo"
+    assert main(["package", "--triton", str(repo), "-e", demo_onnx, "--model", "demo"]) == 0
+    (repo / "demo" / "2").mkdir()  # a stale version the new package does not have
+    (repo / "other").mkdir()  # another model of the repository
+    assert main(["package", "--triton", str(repo), "-e", demo_onnx, "--model", "demo"]) == 3
+    assert "--force to replace it" in capsys.readouterr().err
+    assert main(["package", "--triton", str(repo), "-e", demo_onnx, "--model", "demo", "--max-batch", "1",
+                 "--instances", "2", "--force"]) == 0
+    assert sorted(os.listdir(str(repo / "demo"))) == ["1", "config.pbtxt"]  # replaced whole
+    assert parse(str(repo / "demo" / "config.pbtxt")).instance_group[0].count == 2
+    assert sorted(os.listdir(str(repo))) == ["demo", "other"]
+    # the model folder holding the artefact given is never replaced, even with --force
+    inside = str(repo / "demo" / "1" / "model.onnx")
+    assert main(["package", "--triton", str(repo), "-e", inside, "--model", "demo", "--force"]) == 3
+    assert "is a folder holding the source" in capsys.readouterr().err
+    assert os.path.isfile(inside)

@@ -13,6 +13,7 @@ import shutil
 
 from edgecsp._files import write_json
 from edgecsp._lazy import require
+from edgecsp._quiet import dropped_root_warnings, quiet_logger
 from edgecsp.errors import InputError, UnsupportedError, VerificationError
 from edgecsp.onnxio import decode_tail
 
@@ -95,7 +96,10 @@ def build_int8(onnx_path, staged, meta, precision, calibration):
     if takes_cache:
         options["calibration_cache_path"] = staged_cache
     try:
-        quantize_static(prepared, staged_out, reader, **options)
+        # ONNX Runtime advises pre-processing when a model lacks its marker: a model it could not prepare, of which
+        # _pre_process has already warned once
+        with dropped_root_warnings("Please consider"):
+            quantize_static(prepared, staged_out, reader, **options)
     except (ValueError, RuntimeError) as exc:
         raise VerificationError("onnxruntime could not quantize {} ({}): report this with your onnxruntime "
                                 "version".format(os.path.basename(str(onnx_path)), str(exc).splitlines()[0]))
@@ -130,17 +134,23 @@ def build_int8(onnx_path, staged, meta, precision, calibration):
 
 
 def _pre_process(onnx_path, prepared):
-    """ONNX Runtime's recommended preparation (shape inference, graph optimization) into ``prepared``; the
-    source model when it fails (quantization works without it, only less well fused)."""
+    """ONNX Runtime's recommended preparation (shape inference, graph optimization) into ``prepared``; without
+    its symbolic shape inference when that fails (it needs sympy, and is for dynamic shapes that edgecsp's
+    exports do not have); the source model when that fails too (quantization works without it, only less well
+    fused)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    try:
-        quant_pre_process(onnx_path, prepared)
-        return prepared
-    except Exception as exc:  # symbolic shape inference raises assorted errors on unusual graphs
-        log.warning("onnxruntime's quantization pre-processing failed (%s); quantizing the model as exported",
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        return onnx_path
+    error = None
+    for skip_symbolic_shape in (False, True):
+        try:
+            with quiet_logger("onnxruntime", logging.CRITICAL):  # its traceback of a step we retry or report
+                quant_pre_process(onnx_path, prepared, skip_symbolic_shape=skip_symbolic_shape)
+            return prepared
+        except Exception as exc:  # symbolic shape inference raises assorted errors on unusual graphs
+            error = error or exc
+    log.warning("onnxruntime's quantization pre-processing failed (%s); quantizing the model as exported",
+                str(error).splitlines()[0] if str(error) else type(error).__name__)
+    return onnx_path
 
 
 def _static_batch(model):

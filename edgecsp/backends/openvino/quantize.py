@@ -21,6 +21,7 @@ import logging
 import os
 
 from edgecsp._lazy import require
+from edgecsp._quiet import quiet_logger, quiet_rich_console
 from edgecsp.errors import InputError, VerificationError
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,8 @@ def quantize_ir(model, meta, calibration, accuracy=None, keep_float=None, preset
         summary["method"] = method_name(preset)
     else:
         quantized = _controlled(nncf, model, meta, calibration_data, validation, accuracy, options)
-        summary.update(method=method_name(preset, controlled=True), max_drop=float(accuracy.max_drop))
+        summary.update(method=method_name(preset, controlled=True), max_drop=float(accuracy.max_drop),
+                       reverted_to_float=reverted_layers(quantized, keep))
     summary.update(_check_drop(ov, model, quantized, meta, validation, accuracy))
     return quantized, summary
 
@@ -186,10 +188,34 @@ def _check_drop(ov, model, quantized, meta, validation, accuracy):
     if accuracy.max_drop is not None and drop > float(accuracy.max_drop) + 1e-9:
         raise VerificationError("INT8 {} is {:.2f} vs FP32 {:.2f} on {} images of {}: a drop of {:.2f} points, above "
                                 "--max-drop {:g}; nothing was written. Raise --max-drop, calibrate on more "
-                                "representative data (--calib, --calib-count) or build fp32".format(
+                                "representative data (--calib, --count) or build fp32".format(
                                     accuracy.metric, 100 * reached, 100 * reference, len(validation),
                                     validation.name, drop, float(accuracy.max_drop)))
     return figures
+
+
+WEIGHTED = CONVOLUTIONS + ("MatMul",)
+
+
+def float_weighted_layers(model):
+    """Names of the convolutions and MatMuls of ``model`` whose weights are a float Constant: the layers that run
+    in float (NNCF compresses a quantized layer's weights to int8: Constant -> Convert -> Multiply). OpenVINO's
+    ``/WithoutBiases`` suffix is dropped, so the names are the ONNX nodes'."""
+    names = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in WEIGHTED and op.get_input_size() > 1:
+            weights = op.input_value(1).get_node()
+            if weights.get_type_name() == "Constant" and weights.get_element_type().is_real():
+                name = op.get_friendly_name()
+                names.append(name[:-len("/WithoutBiases")] if name.endswith("/WithoutBiases") else name)
+    return names
+
+
+def reverted_layers(quantized, kept_float=()):
+    """The layers accuracy control sent back to float: float layers of ``quantized`` that were not kept in float
+    from the start (``kept_float``, the decode tail)."""
+    kept = set(n[:-len("/WithoutBiases")] if n.endswith("/WithoutBiases") else n for n in kept_float)
+    return [name for name in float_weighted_layers(quantized) if name not in kept]
 
 
 def quantized_op_count(model):
@@ -215,7 +241,7 @@ def check_request(precision, calibration, accuracy, preset=None):
     if accuracy is not None:
         accuracy.checked()
         if accuracy.validator is None:
-            raise InputError("--max-drop / --val-data need a validation metric: build through edgecsp.build.build, "
+            raise InputError("--max-drop / --data need a validation metric: build through edgecsp.build.build, "
                              "or pass AccuracyControl(validator=edgecsp.evaluation.gate.DetectionValidation(...))")
 
 
@@ -231,7 +257,9 @@ def build_int8(ov, model, meta, onnx_path, out_xml, precision, calibration, accu
     check_request(precision, calibration, accuracy, preset)
     batch = model.input(0).get_partial_shape()[0]
     calibration_set = CalibrationSet(calibration, meta, batch.get_length() if batch.is_static else 1).verify()
-    quantized, summary = quantize_ir(model, meta, calibration_set, accuracy, preset=preset)
+    require("nncf", "INT8 quantization of OpenVINO IR")  # first: importing nncf sets its logger to INFO
+    with quiet_logger("nncf"), quiet_rich_console():  # NNCF's INFO lines and progress bars
+        quantized, summary = quantize_ir(model, meta, calibration_set, accuracy, preset=preset)
     fake_quantize = quantized_op_count(quantized)
     if not fake_quantize:
         raise VerificationError("NNCF left {} without any quantized operation: report this with your NNCF and "
@@ -248,8 +276,11 @@ def build_int8(ov, model, meta, onnx_path, out_xml, precision, calibration, accu
     record["artefact"] = os.path.basename(str(out_xml))
     record["accuracy"] = figures or None
     path = provenance_path(out_xml)
-    meta = meta.with_extra(calibration={
+    described = {
         "provenance": os.path.basename(path), "method": summary["method"], "source": calibration.source,
         "fingerprint": calibration_set.fingerprint(), "samples": calibration_set.num_samples,
-        "accuracy": figures or None})
+        "accuracy": figures or None}
+    if "max_drop" in summary:  # accuracy control: its bound and the layers it sent back to float
+        described.update(max_drop=summary["max_drop"], reverted_to_float=summary["reverted_to_float"])
+    meta = meta.with_extra(calibration=described)
     return quantized, meta, {path: record}

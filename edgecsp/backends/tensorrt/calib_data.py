@@ -10,7 +10,8 @@ from edgecsp.calibration.dataset import CalibrationSet
 def calibration_set(options, meta, batch_size=1):
     """The CalibrationSet of ``options`` (TensorRTOptions with ``calib``) for a model described by ``meta``;
     iterate it (several times if needed) for float32 NCHW batches of ``batch_size`` images."""
-    return CalibrationSet(calibration_config(options), meta, batch_size)
+    # undecodable images left out now, before the build: the calibrator's sample names stay aligned with its batches
+    return CalibrationSet(calibration_config(options), meta, batch_size).drop_unreadable()
 
 
 def batch_size_of(input_shape):

@@ -156,6 +156,12 @@ class Layout(object):
         ``producer`` (its ``metadata_props`` as a dict, plus ``"input_size"``: (H, W)) are this layout's, else None."""
         return None
 
+    def import_doubts(self, meta, output_ops):
+        """What looks wrong in ``meta`` as `edgecsp export --onnx` wrote it for a graph whose outputs are written by
+        ``output_ops`` (``{output: op type}``, seen through reshapes): ``(refused, doubts)``, lists of phrases. The
+        import refuses the first (one line, exit 3: they cannot be right) and warns about the others."""
+        return [], []
+
     def from_options(self, options, outputs, input_size):
         """The parameters (JSON form) that ``edgecsp export --onnx --layout NAME`` options describe
         (``options``: the values of ``export_options`` that were given, plus ``--param KEY=VALUE`` pairs), for

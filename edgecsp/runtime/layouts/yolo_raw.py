@@ -216,6 +216,58 @@ class YoloRaw(Layout):
         return {"heads": heads, "activated": bool(options.get("activated")), "dims": dims}
 
 
+    def import_doubts(self, meta, output_ops):
+        """Anchors that shrink as the stride grows (the groups given large-to-small against heads ordered
+        small-to-large stride) are refused with the order that fits; a partial inversion, and a logistic the
+        graph applies or not against ``activated``, are doubts."""
+        params = meta.params
+        heads = params.heads
+        refused, doubts = [], []
+        order = sorted(range(len(heads)), key=lambda i: heads[i].stride)
+        strides = [heads[i].stride for i in order]
+        if len(heads) > 1 and len(set(strides)) == len(strides):
+            shrinking = [(a, b) for a, b in zip(order, order[1:]) if anchor_scale(heads[a].anchors) >
+                         anchor_scale(heads[b].anchors) * 1.0001]
+            described = "; ".join("stride {}: {}".format(heads[i].stride, _show_anchors(heads[i].anchors))
+                                  for i in order)
+            if len(shrinking) == len(order) - 1:
+                by_size = sorted(range(len(heads)), key=lambda i: anchor_scale(heads[i].anchors))
+                fixed = [None] * len(heads)
+                for rank, i in enumerate(order):  # the smallest anchors to the smallest stride
+                    fixed[i] = heads[by_size[rank]].anchors
+                refused.append("the anchors shrink as the stride grows ({}): the groups are in the wrong order for "
+                               "these outputs; give them in output order, small anchors for small strides: "
+                               "--anchors \"{}\"".format(described, "; ".join(_show_anchors(a) for a in fixed)))
+            elif shrinking:
+                doubts.append("the anchors do not grow with the stride ({}): check that --anchors gives one group "
+                              "per output, in output order".format(described))
+        ops = [output_ops.get(name) for name in meta.outputs or ()]
+        if not params.activated and ops and all(op == "Sigmoid" for op in ops):
+            doubts.append("every output comes out of a Sigmoid, but --activated was not given: the runtime would "
+                          "apply the logistic a second time; pass --activated (with --new-coords and --scale-x-y 2 "
+                          "for yolov4-csp / scaled-YOLOv4 heads)")
+        if params.activated:
+            raw = [name for name, op in zip(meta.outputs or (), ops) if op in ("Conv", "Add")]
+            if raw:
+                doubts.append("--activated was given, but {} come{} straight from a {}: the graph applies no logistic "
+                              "there; drop --activated".format(", ".join(raw), "s" if len(raw) == 1 else "",
+                                                               output_ops.get(raw[0])))
+        if params.activated and not any(h.new_coords for h in heads) and ops and all(op == "Sigmoid" for op in ops):
+            doubts.append("every channel of the outputs goes through the logistic, but darknet's classic boxes are "
+                          "assumed (their w, h feed exp raw): such heads are new_coords ones, pass --new-coords "
+                          "(and --scale-x-y 2, yolov4-csp's)")
+        return refused, doubts
+
+
+def anchor_scale(anchors):
+    """The geometric mean of sqrt(w * h) over ``anchors``: how large a head's boxes are."""
+    return float(np.exp(np.mean([0.5 * np.log(float(w) * float(h)) for w, h in anchors])))
+
+
+def _show_anchors(anchors):
+    return ",".join("{:g},{:g}".format(float(w), float(h)) for w, h in anchors)
+
+
 YOLOV7_ANCHORS = [[(12, 16), (19, 36), (40, 28)], [(36, 75), (76, 55), (72, 146)],
                   [(142, 110), (192, 243), (459, 401)]]  # cfg/deploy/yolov7.yaml, yolov7x.yaml
 YOLOV7_TINY_ANCHORS = [[(10, 13), (16, 30), (33, 23)], [(30, 61), (62, 45), (59, 119)],

@@ -11,12 +11,14 @@ path)`` picks the first registered sink that takes ``option`` (the CLI flag) and
 from edgecsp.errors import InputError
 from edgecsp.runtime.sinks.base import Sink, stream_path
 from edgecsp.runtime.sinks.callback import CallbackSink
-from edgecsp.runtime.sinks.images import ImageFolderSink
+from edgecsp.runtime.sinks.images import ImageFileSink, ImageFolderSink
 from edgecsp.runtime.sinks.jsonl import JsonlSink
+from edgecsp.runtime.sinks.labels import LabelFolderSink
 from edgecsp.runtime.sinks.video import VIDEO_EXTENSIONS, VideoSink
+from edgecsp.runtime.sinks.window import WindowSink, display_problem
 
-# the registry: sink_for tries them in this order
-SINKS = (VideoSink, ImageFolderSink, JsonlSink)
+# the registry: sink_for tries them in this order (WindowSink takes no path: ``--show`` makes one directly)
+SINKS = (VideoSink, ImageFileSink, ImageFolderSink, JsonlSink, LabelFolderSink)
 
 
 def sink_for(option, path):
@@ -31,5 +33,5 @@ def sink_for(option, path):
     raise InputError("{} {}: {}".format(option, path, "; or ".join(c.describe() for c in takes)))
 
 
-__all__ = ["CallbackSink", "ImageFolderSink", "JsonlSink", "SINKS", "Sink", "VIDEO_EXTENSIONS", "VideoSink",
-           "sink_for", "stream_path"]
+__all__ = ["CallbackSink", "ImageFileSink", "ImageFolderSink", "JsonlSink", "LabelFolderSink", "SINKS", "Sink",
+           "VIDEO_EXTENSIONS", "VideoSink", "WindowSink", "display_problem", "sink_for", "stream_path"]

@@ -5,7 +5,7 @@ import os
 class Sink(object):
     """Base of every sink (see the module docstring for the protocol)."""
 
-    option = None  # the `edgecsp infer` flag whose value this sink writes ("--save", "--json"), None for none
+    option = None  # the `edgecsp infer` flag whose value this sink writes ("--save", "--save-json"), None for none
     role = "output"  # how the summary names what it wrote
     draws = False  # wants the annotated frame
     stage = "write"  # the StageTimer stage its writes count in (None: not timed)

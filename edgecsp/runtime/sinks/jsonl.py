@@ -1,12 +1,14 @@
 """A sink writing the detections of every frame as JSON lines (``--json out.jsonl``), one file per stream."""
+from edgecsp.runtime.layouts.classify import class_records
 from edgecsp.runtime.sinks.base import Sink
 from edgecsp.runtime.writers import JsonlWriter
 
 
 class JsonlSink(Sink):
-    """``{"frame", "source", "detections": [{"class_id", "name", "score", "box"}]}`` per line (see JsonlWriter)."""
+    """``{"frame", "source", "detections": [{"class_id", "name", "score", "box"}]}`` per line (see JsonlWriter); a
+    classifier's lines have ``"classes": [{"class_id", "name", "score"}]`` instead, best first."""
 
-    option = "--json"
+    option = "--save-json"
     role = "detections"
 
     def __init__(self, path):
@@ -30,7 +32,11 @@ class JsonlSink(Sink):
             self._writers.append(JsonlWriter(path))  # opens the staged file now: a bad path fails here
 
     def write(self, stream, frame, det, drawn=None):
-        self._writers[stream].write(frame.index, frame.name, det, self.names)
+        if hasattr(det, "boxes"):
+            self._writers[stream].write(frame.index, frame.name, det, self.names)
+        else:  # a classifier's Classification
+            self._writers[stream].write_record({"frame": int(frame.index), "source": str(frame.name),
+                                                "classes": class_records(det, self.names)})
 
     def close(self):
         for writer in self._writers:

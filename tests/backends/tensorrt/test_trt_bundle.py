@@ -43,7 +43,7 @@ def _leftovers(folder):
 
 def test_cli_build_for_tx2_writes_a_complete_device_bundle(tiny, images, tmp_path, capsys):
     out = tmp_path / "engines" / "tiny-tx2"
-    assert main(["build", "--target", "tx2", tiny, "-o", str(out), "--calib", images, "--calib-count", "3"]) == 0
+    assert main(["build", "--target", "tx2", tiny, "-o", str(out), "--calib", images, "--count", "3"]) == 0
     stdout = capsys.readouterr().out
     assert "wrote device bundle" in stdout and "The TensorRT engine is built on the tx2 itself, not here" in stdout
     assert set(os.listdir(str(out))) == FILES | {"fp16_range.json"}
@@ -85,7 +85,7 @@ def test_default_bundle_path_and_rewrite(tiny, tmp_path, monkeypatch):
 
 def test_int8_for_tx2_is_refused_by_the_cli_and_writes_nothing(tiny, images, tmp_path, capsys):
     out = tmp_path / "b"
-    calib = ["--calib", images, "--calib-count", "3"]
+    calib = ["--calib", images, "--count", "3"]
     assert main(["build", "-t", "tx2", "-p", "int8", tiny, "-o", str(out)] + calib) == 7
     err = capsys.readouterr().err
     assert "INT8 for tx2 is refused" in err and "--precision fp16" in err and "--allow-slow-int8" in err

@@ -54,7 +54,7 @@ def test_percentile_and_skipped_fp16_checks_are_recorded(tiny, tmp_path):
     assert record["algorithm"]["percentile"] == 99.99 and record["algorithm"]["method"] == "percentile"
     fp32 = write_bundle(tiny, str(tmp_path / "f"), "fp32", "orin", calib=images, calib_count=2)
     assert read_bundle(fp32).fp16_check["why_not"] == "FP32 build"
-    assert main(["build", "-t", "orin", tiny, "-o", str(tmp_path / "c"), "--calib", images, "--calib-count", "2",
+    assert main(["build", "-t", "orin", tiny, "-o", str(tmp_path / "c"), "--calib", images, "--count", "2",
                  "--no-fp16-check"]) == 0
     assert read_bundle(str(tmp_path / "c")).fp16_check["why_not"] == "disabled (--no-fp16-check)"
 

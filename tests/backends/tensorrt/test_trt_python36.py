@@ -72,7 +72,7 @@ def test_build_on_device_and_infer_on_python36_against_the_tensorrt_82_standins(
     images = trt_models.write_images(tmp_path / "images", count=3)
     bundle = str(tmp_path / "tiny-tx2-int8-bundle")
     assert main(["build", "--target", "tx2", "-p", "int8", "--allow-slow-int8", tiny, "-o", bundle,
-                 "--calib", images, "--calib-count", "3"]) == 0
+                 "--calib", images, "--count", "3"]) == 0
     manifest = read_bundle(bundle)
     assert manifest.calibration["cache"] == "calib.cache" and manifest.calibration["algorithm"] == "EntropyCalibration2"
     host_cache = open(os.path.join(bundle, "calib.cache")).read().splitlines()
@@ -112,7 +112,7 @@ def test_build_on_device_and_infer_on_python36_against_the_tensorrt_82_standins(
 
     # 2. edgecsp infer --engine: the TensorRT runner on the stand-ins, bindings API (8.2), fake device memory
     out36 = str(tmp_path / "py36.jsonl")
-    run36(["edgecsp", "infer", "--engine", engine, images, "--json", out36, "--no-progress"], home=home,
+    run36(["edgecsp", "infer", "--engine", engine, images, "--save-json", out36, "--no-progress"], home=home,
           cwd=str(tmp_path), **driver)
     members = set((cls, member) for cls, member, _ in device_stubs.calls_made(device))
     assert {("Runtime", "deserialize_cuda_engine"), ("IExecutionContext", "execute_async_v2"),
@@ -122,7 +122,7 @@ def test_build_on_device_and_infer_on_python36_against_the_tensorrt_82_standins(
 
     # the host's Python, on the same stand-ins and driver: the same detections
     host_out = str(tmp_path / "host.jsonl")
-    proc = subprocess.run([sys.executable, "-m", "edgecsp", "infer", "--engine", engine, images, "--json", host_out,
+    proc = subprocess.run([sys.executable, "-m", "edgecsp", "infer", "--engine", engine, images, "--save-json", host_out,
                            "--no-progress"], cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=300,
                           env=dict(os.environ, PYTHONPATH=env["PYTHONPATH"] + os.pathsep + ROOT, **driver))
@@ -143,6 +143,6 @@ def test_build_on_device_and_infer_on_python36_against_the_tensorrt_82_standins(
     assert adopted.meta["extra"]["built_by"] == "trtexec" and adopted.tensorrt == "8.2.1.8"
     assert adopted.fp32_layers == []  # trtexec 8.2 cannot pin layers: the manifest does not claim it did
     out_trtexec = str(tmp_path / "trtexec.jsonl")
-    run36(["edgecsp", "infer", "--engine", engine, images, "--json", out_trtexec, "--no-progress"], home=home,
+    run36(["edgecsp", "infer", "--engine", engine, images, "--save-json", out_trtexec, "--no-progress"], home=home,
           cwd=str(tmp_path), **driver)
     assert _detections(out_trtexec) == frames

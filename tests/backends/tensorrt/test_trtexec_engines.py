@@ -101,7 +101,7 @@ def test_a_trtexec_engine_gets_a_manifest_then_infer_and_package_take_it(version
         out = runner.infer(x)[0]
     np.testing.assert_allclose(out, (2 * x.ravel()[:out.size] + 1).reshape(out.shape))
     assert cuda.detached == 1
-    assert main(["package", engine, "--triton", str(tmp_path / "repo")]) == 0
+    assert main(["package", "-e", engine, "--triton", str(tmp_path / "repo")]) == 0
     assert "platform: \"tensorrt_plan\"" in (tmp_path / "repo" / "m-{}-fp16".format(target) /
                                              "config.pbtxt").read_text()
 
@@ -239,7 +239,7 @@ def test_an_int8_bundle_without_a_trtexec_line_gets_no_manifest_line(tmp_path, c
     images = trt_models.write_images(tmp_path / "calib", count=2)
     bundle = str(tmp_path / "b")
     assert main(["build", "--target", "xavier-nx", "-p", "int8", tiny, "-o", bundle, "--calib", images,
-                 "--calib-count", "2", "--calib-method", "minmax"]) == 0
+                 "--count", "2", "--calib-method", "minmax"]) == 0
     script = open(os.path.join(bundle, "build_on_device.sh")).read()
     assert "# No equivalent trtexec line" in script and "--from-trtexec" not in script
     assert "--from-trtexec" not in open(os.path.join(bundle, "README.txt")).read()

@@ -10,6 +10,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 import numpy as np
 
 from edgecsp.backends.tensorrt.cache_format import ALGORITHMS, MIN_AMAX, QUANT_MAX, format_cache
+from edgecsp.errors import InputError
 
 HISTOGRAM_BINS = 2048
 
