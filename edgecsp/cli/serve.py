@@ -31,38 +31,11 @@ def add_arguments(p):
 
 
 def run(args):
-    import signal
-    import sys
-    import threading
-
-    from edgecsp.serving import serving_many
-    from edgecsp.serving.server import MAX_RESTARTS, exposure_warning
-    from edgecsp.serving.triton_config import describe
-    from edgecsp.validate import non_negative_int, optional, printable
-
-    def say(line):
-        sys.stderr.write("edgecsp serve: {}\n".format(printable(line)))
-        sys.stderr.flush()
+    from edgecsp.serving import serve
 
     from_legacy(args, "serve", many=True)
-    restarts = optional(non_negative_int, args.restarts, "--restarts")
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        with serving_many(args.engine, names=args.model, max_batch=args.max_batch, instances=args.instances,
-                          host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
-                          tritonserver=args.tritonserver, log_path=args.log) as (server, models):
-            warning = exposure_warning(server.host, server.http_port, server.grpc_port)
-            if warning:
-                say("warning: " + warning)
-            for packaged in models:
-                print("serving {} at {} (health: {}/v2/health/ready)".format(
-                    describe(packaged.config), server.grpc_url, server.http_url), flush=True)
-            for packaged in models:  # with one model, --model may be left out
-                print("run it: edgecsp infer --server {} --model {} VIDEO".format(server.grpc_url, packaged.name),
-                      flush=True)
-            server.serve_until(stop, report=say, restarts=MAX_RESTARTS if restarts is None else restarts)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    serve(args.engine, names=args.model, max_batch=args.max_batch, instances=args.instances, host=args.host,
+          http_port=args.http_port, grpc_port=args.grpc_port, tritonserver=args.tritonserver, log_path=args.log,
+          restarts=args.restarts, announce=lambda line: print(line, flush=True))
     print("stopped")
     return 0

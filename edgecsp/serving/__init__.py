@@ -71,3 +71,45 @@ def serving_many(artefacts, names=None, max_batch=None, instances=1, host="127.0
             yield server, packaged
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def serve(artefacts, names=None, max_batch=None, instances=1, host="127.0.0.1", http_port=None, grpc_port=None,
+          tritonserver=None, log_path=None, restarts=None, announce=print, report=None):
+    """``edgecsp serve``: one Triton server running ``artefacts`` until Ctrl-C or SIGTERM (then it returns).
+
+    ``announce(line)`` gets what a user runs against it; ``report(line)`` the warnings and restarts (default
+    stderr). A server that stops on its own is started again at most ``restarts`` times in 10 minutes
+    (``TritonServer.serve_until``). SIGTERM is how a server is stopped: the handler is put back afterwards.
+    """
+    import signal
+    import sys
+    import threading
+
+    from edgecsp.serving.server import MAX_RESTARTS, exposure_warning
+    from edgecsp.serving.triton_config import describe
+    from edgecsp.validate import non_negative_int, optional, printable
+
+    if report is None:
+        def report(line):
+            sys.stderr.write("edgecsp serve: {}\n".format(printable(line)))
+            sys.stderr.flush()
+
+    restarts = optional(non_negative_int, restarts, "--restarts")
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with serving_many(artefacts, names=names, max_batch=max_batch, instances=instances, host=host,
+                          http_port=http_port, grpc_port=grpc_port, tritonserver=tritonserver,
+                          log_path=log_path) as (server, models):
+            warning = exposure_warning(server.host, server.http_port, server.grpc_port)
+            if warning:
+                report("warning: " + warning)
+            for packaged in models:
+                announce("serving {} at {} (health: {}/v2/health/ready)".format(
+                    describe(packaged.config), server.grpc_url, server.http_url))
+            for packaged in models:  # with one model, --model may be left out
+                announce("run it: edgecsp infer --server {} --model {} VIDEO".format(server.grpc_url, packaged.name))
+            server.serve_until(stop, report=report, restarts=MAX_RESTARTS if restarts is None else restarts)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
