@@ -323,35 +323,29 @@ def measure(artefacts, video, frames, rounds, python, env, work, log, precisions
     return runs
 
 
-def _iou(a, b):
+def _detections(rows, ids):
+    """[x1, y1, x2, y2, score, name] rows as the arrays edgecsp's matching takes (class names -> ``ids``)."""
     import numpy as np
 
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+    from edgecsp.runtime.nms import Detections
+
+    return Detections(np.array([r[:4] for r in rows], np.float64).reshape(-1, 4),
+                      np.array([r[4] for r in rows], np.float64), np.array([ids[r[-1]] for r in rows], np.int64))
 
 
 def match(rows_a, rows_b):
-    """Greedy one-to-one matches of two frames' [x1, y1, x2, y2, score, name] rows (same name, IoU >= 0.5, best
-    score first): [(i, j, iou)]."""
-    import numpy as np
+    """One-to-one matches of two frames' [x1, y1, x2, y2, score, name] rows by edgecsp compare's rule (same name,
+    IoU >= 0.5, best score first: ``edgecsp.evaluation.compare.match_detections``): [(i, j, iou)]."""
+    sys.path.insert(0, ROOT)
+    from edgecsp.evaluation.compare import match_detections
+    from edgecsp.evaluation.detection_map import box_iou
 
     if not rows_a or not rows_b:
         return []
-    a = np.array([r[:4] for r in rows_a], np.float64)
-    b = np.array([r[:4] for r in rows_b], np.float64)
-    iou = _iou(a, b)
-    same = np.array([[ra[-1] == rb[-1] for rb in rows_b] for ra in rows_a])
-    iou[~same] = 0.0
-    pairs, used = [], set()
-    for i in sorted(range(len(rows_a)), key=lambda k: -rows_a[k][4]):
-        order = [j for j in np.argsort(-iou[i]) if j not in used and iou[i, j] >= MATCH_IOU]
-        if order:
-            used.add(order[0])
-            pairs.append((i, int(order[0]), float(iou[i, order[0]])))
-    return pairs
+    ids = dict((name, i) for i, name in enumerate(sorted(set(r[-1] for r in rows_a + rows_b))))
+    a, b = _detections(rows_a, ids), _detections(rows_b, ids)
+    ious = box_iou(a.boxes, b.boxes)
+    return [(i, j, float(ious[i, j])) for i, j in match_detections(a, b, MATCH_IOU)]
 
 
 def compare(ours, theirs):
