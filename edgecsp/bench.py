@@ -58,7 +58,7 @@ class BenchConfig(NamedTuple):
     model: Optional[str] = None
 
 
-# what bench reads and writes: --json may not replace an artefact or video it measures (edgecsp._files.check_paths)
+# what bench reads and writes: --report may not replace an artefact or video it measures (edgecsp._files.check_paths)
 PATHS = (("engine", "--engine", READS), ("vs", "--vs", READS_SPEC), ("video", "--video", READS),
          ("memory", "--memory", READS), ("json", "--report", WRITES))
 

@@ -182,7 +182,7 @@ def measure_video(path, video, sync=False, in_flight=3, threads=None, max_frames
                   checkpoints=()):
     """A real video run of ``path`` through the pipeline: fps, ms per stage, and RSS at frame ``checkpoints``.
 
-    ``outputs``: "all" (JSON lines and an annotated video, as `edgecsp infer --json --save`), "json" or "none".
+    ``outputs``: "all" (JSON lines and an annotated video, as `edgecsp infer --save-json --save`), "json" or "none".
     """
     if outputs not in ("all", "json", "none"):
         raise InputError("outputs must be all, json or none, got {!r}".format(outputs))

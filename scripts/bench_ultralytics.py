@@ -10,7 +10,7 @@ For each input size, from the same trained weights (``--pt``):
   max_det=300, verbose=False)`` on its own ``export(format="openvino", imgsz=S)`` (FP32) and ``export(...,
   int8=True, data=calib.yaml)`` (NNCF), run by the reference venv's python (``scripts/ultralytics_env.py``,
   offline); every result's boxes are taken out as numpy arrays.
-* **edgecsp**: ``edgecsp infer --engine IR video --json d.jsonl`` (``edgecsp.infer.infer``, the library call the
+* **edgecsp**: ``edgecsp infer --engine IR video --save-json d.jsonl`` (``edgecsp.infer.infer``, the library call the
   CLI makes: pipelined, 3 requests in flight) on ``edgecsp build --target cpu`` of ``edgecsp export --onnx`` of
   Ultralytics' ``export(format="onnx", imgsz=S)``; INT8 with ``--calib`` on the same 300 shapes images Ultralytics
   calibrates on (``edgecsp data shapes --seed 0``, also written as the YOLO txt dataset its exporter reads).
@@ -128,7 +128,7 @@ def child_predict(job):
 
 
 def child_infer(job):
-    """(edgecsp's venv) ``edgecsp infer --engine ... --json ...`` through its library call; fps and every frame's
+    """(edgecsp's venv) ``edgecsp infer --engine ... --save-json ...`` through its library call; fps and every frame's
     boxes read back from the JSON lines."""
     sys.path.insert(0, ROOT)
     from edgecsp.backends.openvino.runner import OpenVINORunner

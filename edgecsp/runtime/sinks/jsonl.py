@@ -1,4 +1,4 @@
-"""A sink writing the detections of every frame as JSON lines (``--json out.jsonl``), one file per stream."""
+"""A sink writing the detections of every frame as JSON lines (``--save-json out.jsonl``), one file per stream."""
 from edgecsp.runtime.layouts.classify import class_records
 from edgecsp.runtime.sinks.base import Sink
 from edgecsp.runtime.writers import JsonlWriter
